@@ -1,0 +1,71 @@
+"""The deployable graph: network + box decode + per-image top-K candidates.
+
+Everything after it (threshold, NMS, DCC keypoint decode, un-letterbox) runs in FP32 NumPy
+(``rtmo.processing.postprocess``); the DCC is per instance and FP16-sensitive, so it stays out of the engine.
+``RTMO.predict`` runs this same module with K = all anchors, so it equals MMPose exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtmo.processing import make_priors
+
+__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_NAME"]
+
+INPUT_NAME = "images"
+# Output names, in order; the engine's config.pbtxt uses exactly these.
+CANDIDATE_OUTPUTS = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
+
+
+class CandidateNet(nn.Module):
+    """Letterboxed uint8 NHWC BGR images → the ``top_k`` best-scoring anchors per image.
+
+    Args:
+        model: an ``RTMO`` in eval mode.
+        top_k: candidates per image; clipped to the number of anchors.
+
+    Outputs (B = batch, K = top_k, J = keypoints, C = pose-vector channels), sorted by score:
+        scores (B, K), boxes (B, K, 4) xyxy input pixels, keypoint_visibility (B, K, J),
+        pose_vectors (B, K, C), priors (B, K, 2) anchor points.
+    """
+
+    def __init__(self, model: nn.Module, *, top_k: int) -> None:
+        super().__init__()
+        self.model = model
+        size = model.config.input_size
+        priors, strides = make_priors((size, size), model.config.featmap_strides)
+        self.register_buffer("anchor_points", torch.from_numpy(priors), persistent=False)
+        self.register_buffer("anchor_strides", torch.from_numpy(strides)[:, None], persistent=False)
+        self.top_k = int(min(top_k, len(priors)))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # uint8 NHWC in: 4x less data from the preprocessor than float NCHW; the cast is free on the GPU.
+        x = images.permute(0, 3, 1, 2).float()
+        cls_scores, bbox_preds, kpt_vis, pose_feats = self.model(x)
+        scores = _flatten(cls_scores).sigmoid().amax(dim=-1)
+        deltas = _flatten(bbox_preds)
+        vis = _flatten(kpt_vis).sigmoid()
+        pose = _flatten(pose_feats)
+
+        centers = deltas[..., :2] * self.anchor_strides + self.anchor_points
+        half_wh = deltas[..., 2:].exp() * self.anchor_strides / 2
+        boxes = torch.cat((centers - half_wh, centers + half_wh), dim=-1)
+
+        top_scores, index = torch.topk(scores, self.top_k, dim=1, largest=True, sorted=True)
+        priors = self.anchor_points[index]
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return torch.gather(t, 1, index.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+        return top_scores, take(boxes), take(vis), take(pose), priors
+
+
+def _flatten(levels: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in levels], dim=1)
+
+
+def to_numpy(outputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
+    return tuple(t.detach().cpu().numpy() for t in outputs)

@@ -1,0 +1,139 @@
+"""The RTMO network (``RTMO``) and its end-to-end ``predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtmo.backbone import CSPDarknet
+from rtmo.config import RTMOConfig
+from rtmo.head import HeadOutputs, RTMOHead
+from rtmo.neck import HybridEncoder
+from rtmo.processing import DCCWeights, Poses, letterbox, postprocess, validate_image
+
+__all__ = ["RTMO"]
+
+
+class RTMO(nn.Module):
+    """RTMO one-stage multi-person pose estimator, MMPose-compatible.
+
+    Args:
+        config: model configuration; ``config.backbone_config.use_pretrained`` loads the YOLOX backbone.
+    """
+
+    def __init__(self, config: RTMOConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RTMOConfig()
+        w, d = self.config.widen_factor, self.config.deepen_factor
+        self.backbone = CSPDarknet(widen_factor=w, deepen_factor=d)
+        in_channels = tuple(info.channels for info in self.backbone.feature_info)
+        self.neck = HybridEncoder(in_channels, self.config.projector_channels, widen_factor=w, deepen_factor=d)
+        self.head = RTMOHead(self.config)
+        self.eval()
+        if self.config.backbone_config.use_pretrained:
+            from rtmo.checkpoint import load_pretrained_backbone
+
+            load_pretrained_backbone(self)
+
+    def forward(self, x: torch.Tensor) -> HeadOutputs:
+        """Raw head outputs per level for float32 (B, 3, H, W) BGR 0–255 input.
+
+        Returns:
+            ``(cls_scores, bbox_preds, kpt_vis, pose_feats)``, each a list over strides (16, 32) of
+            (B, 1|4|K|C, H/s, W/s) tensors, as MMPose's ``RTMOHead.forward`` in eval mode.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x: expected a torch.Tensor (B, 3, H, W) float32 BGR 0-255, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"x: expected shape (B, 3, H, W) with 3 BGR channels, got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"x: expected a floating-point tensor (float32, BGR 0-255), got {x.dtype}")
+        if x.shape[2] % 32 or x.shape[3] % 32 or x.shape[0] == 0:
+            raise ValueError(f"x: batch must be >= 1 and H, W multiples of 32, got {tuple(x.shape)}")
+        return self.head(self.neck(self.backbone(x)))
+
+    def dcc_weights(self) -> DCCWeights:
+        """The DCC's FP32 weights for the NumPy keypoint decoder (``rtmo.processing.dcc_decode``)."""
+        dcc = self.head.dcc
+        fc, bn = dcc.pose_to_kpts
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().float().numpy().copy()
+
+        return DCCWeights(
+            pose_fc_weight=arr(fc.weight),
+            pose_fc_bias=arr(fc.bias),
+            bn_mean=arr(bn.running_mean),
+            bn_var=arr(bn.running_var),
+            bn_weight=arr(bn.weight),
+            bn_bias=arr(bn.bias),
+            bn_eps=float(bn.eps),
+            gau_uv=arr(dcc.gau.uv.weight),
+            gau_o=arr(dcc.gau.o.weight),
+            gau_gamma=arr(dcc.gau.gamma),
+            gau_beta=arr(dcc.gau.beta),
+            gau_g=float(dcc.gau.ln.g.item()),
+            gau_res_scale=arr(dcc.gau.res_scale.scale),
+            pos_enc=arr(dcc.pos_enc),
+            x_fc_weight=arr(dcc.x_fc.weight),
+            x_fc_bias=arr(dcc.x_fc.bias),
+            y_fc_weight=arr(dcc.y_fc.weight),
+            y_fc_bias=arr(dcc.y_fc.bias),
+            dim_t=arr(dcc.spe.dim_t),
+            x_bins=arr(dcc.x_bins),
+            y_bins=arr(dcc.y_bins),
+            bbox_padding=float(self.config.bbox_padding),
+        )
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_people: int | None = None,
+    ) -> list[Poses]:
+        """Detect people and their keypoints, as MMPose's ``inference_bottomup``.
+
+        Args:
+            images: uint8 HxWx3 BGR arrays of any sizes.
+            score_thr: keep detections scoring above this (default ``config.score_thr``, 0.1).
+            nms_thr: NMS IoU threshold (default ``config.nms_thr``, 0.65).
+            max_people: keep at most this many people per image, best first.
+
+        Returns:
+            One ``Poses`` per image, in original image pixels.
+
+        Raises:
+            ValueError: an image is not a non-empty uint8 HxWx3 array, or a threshold is out of range.
+        """
+        from rtmo.candidates import CandidateNet, to_numpy
+
+        if isinstance(images, np.ndarray):
+            raise ValueError("images: expected a list of uint8 HxWx3 BGR arrays, got a single numpy array; wrap it in a list")
+        images = list(images)
+        for index, image in enumerate(images):
+            validate_image(image, f"images[{index}]")
+        score_thr = self.config.score_thr if score_thr is None else float(score_thr)
+        nms_thr = self.config.nms_thr if nms_thr is None else float(nms_thr)
+        if not 0.0 <= score_thr < 1.0:
+            raise ValueError(f"score_thr: got {score_thr}; accepted: 0 <= value < 1")
+        if not 0.0 < nms_thr <= 1.0:
+            raise ValueError(f"nms_thr: got {nms_thr}; accepted: 0 < value <= 1")
+        if not images:
+            return []
+        size = (self.config.input_size, self.config.input_size)
+        boxed = [letterbox(image, size) for image in images]
+        batch = torch.from_numpy(np.stack([canvas for canvas, _ in boxed]))
+        net = CandidateNet(self, top_k=10**9).eval()
+        outputs = to_numpy(net(batch))
+        dcc = self.dcc_weights()
+        return [
+            postprocess(*(o[i] for o in outputs), dcc=dcc, box=boxed[i][1], score_thr=score_thr, nms_thr=nms_thr,
+                        max_people=max_people, num_anchors=net.top_k)
+            for i in range(len(images))
+        ]
