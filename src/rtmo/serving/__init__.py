@@ -1,0 +1,1 @@
+"""Serving RTMO on NVIDIA Triton Inference Server: launching the server, repositories, clients."""
