@@ -26,6 +26,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,6 +46,7 @@ LOGGER = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _STUB_NAME = "triton_python_backend_stub"
+_SHM_REGION_PATTERN = re.compile(r"triton_python_backend_shm_region_[0-9A-Za-z_-]+")
 _LIBS_DIR_NAME = "nvidia_pytriton.libs"
 _READY_POLL_INTERVAL_S = 0.1
 _LOG_TAIL_BYTES = 16 * 1024
@@ -197,8 +199,9 @@ class TritonServer:
     environment made only of ``PATH`` (this environment's scripts directory first: the Python backend stub runs
     the first ``python3`` on ``PATH`` and imports that environment's packages), ``LD_LIBRARY_PATH`` (the wheel's
     libraries), ``HOME`` and ``extra_env``. It gets SIGKILL if the thread that started it dies
-    (``PR_SET_PDEATHSIG``). Its stdout and stderr go to ``log_path``, or to a temporary file removed by
-    :meth:`stop`. Readiness is read from the HTTP endpoint, so HTTP must stay enabled.
+    (``PR_SET_PDEATHSIG``; start it from a thread that outlives it). Its stdout and stderr go to ``log_path``, or
+    to a temporary file that :meth:`stop` removes unless the server failed to become ready. Readiness is read from
+    the HTTP endpoint, so HTTP must stay enabled.
 
     Entering the context starts the server and waits up to ``startup_timeout_s`` for readiness; leaving it
     stops the server.
@@ -269,6 +272,7 @@ class TritonServer:
         self._owns_log = False
         self._started_at_s: float | None = None
         self._stopped = False
+        self._keep_log = False
 
     # -- properties ---------------------------------------------------------------------------------------------
 
@@ -388,6 +392,7 @@ class TritonServer:
             )
         self._started_at_s = time.monotonic()
         self._stopped = False
+        self._keep_log = False
         LOGGER.info("tritonserver pid %d, log %s", self._process.pid, self._active_log_path)
 
     def wait_until_ready(self, timeout_s: float = 120.0) -> float:
@@ -410,12 +415,14 @@ class TritonServer:
         while True:
             exit_code = self._process.poll()
             if exit_code is not None:
+                self._keep_log = True
                 raise TritonServerError(
                     f"tritonserver exited with code {exit_code} before becoming ready; "
                     f"log {self._active_log_path}:\n{self.log_tail()}"
                 )
             remaining_s = deadline_s - time.monotonic()
             if remaining_s <= 0:
+                self._keep_log = True
                 raise TritonServerError(
                     f"tritonserver (pid {self._process.pid}) was not ready at {url} within {timeout_s:.1f} s; "
                     f"log {self._active_log_path}:\n{self.log_tail()}"
@@ -430,7 +437,7 @@ class TritonServer:
         """Stop the server: SIGINT, wait up to ``timeout_s``, then SIGKILL its whole process group.
 
         The process group is killed even after a clean exit, so no ``triton_python_backend_stub`` outlives the
-        server. Safe to call more than once.
+        server, and the ``/dev/shm`` regions of stubs killed that way are removed. Safe to call more than once.
 
         Args:
             timeout_s: Grace period for a clean shutdown after SIGINT.
@@ -451,16 +458,25 @@ class TritonServer:
             _signal_quietly(lambda: os.kill(process.pid, signal.SIGINT))
             if not _wait_exited_unreaped(process.pid, timeout_s=timeout_s):
                 LOGGER.warning("tritonserver pid %d ignored SIGINT for %.1f s; killing it", process.pid, timeout_s)
+        # Stubs still alive now are about to be killed before they can unlink their shared memory regions.
+        orphan_regions = _python_backend_shm_regions(live_process_group_members(process_group))
         _signal_quietly(lambda: os.killpg(process_group, signal.SIGKILL))  # the stubs too
         exit_code = process.wait()
         self._stopped = True
         leftovers = _wait_for_empty_process_group(process_group, timeout_s=5.0)
         if leftovers:
             LOGGER.warning("Processes %s of tritonserver's group %d survived SIGKILL", leftovers, process_group)
+        for region in orphan_regions:
+            if region.exists():
+                LOGGER.debug("Removing orphaned Python backend shared memory region %s", region)
+                region.unlink(missing_ok=True)
         LOGGER.info("tritonserver pid %d exited with code %d", process.pid, exit_code)
         if self._owns_log and self._active_log_path is not None:
-            self._active_log_path.unlink(missing_ok=True)
-            self._active_log_path = None
+            if self._keep_log:
+                LOGGER.info("Keeping the log of the failed tritonserver: %s", self._active_log_path)
+            else:
+                self._active_log_path.unlink(missing_ok=True)
+                self._active_log_path = None
         return exit_code
 
     def log_tail(self, max_lines: int = _LOG_TAIL_LINES) -> str:
@@ -571,6 +587,24 @@ def live_process_group_members(process_group: int) -> list[int]:
         if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == process_group:
             members.append(int(stat_path.parent.name))
     return sorted(members)
+
+
+def _python_backend_shm_regions(pids: Sequence[int]) -> list[Path]:
+    """Return the ``/dev/shm`` files of the Python backend stubs among ``pids``, read from their command lines.
+
+    The stub's command line is ``triton_python_backend_stub <model.py> <shm region name> ...``.
+    """
+    regions = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and argv[0].endswith(_STUB_NAME.encode()):
+            name = argv[2].decode(errors="replace")
+            if _SHM_REGION_PATTERN.fullmatch(name):
+                regions.append(Path("/dev/shm") / name)
+    return regions
 
 
 def _wait_for_empty_process_group(process_group: int, *, timeout_s: float) -> list[int]:
