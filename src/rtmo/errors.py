@@ -4,6 +4,7 @@ Tree::
 
     RTMOError
     ├── ConfigError          (ValueError)  a config field has an unsupported value
+    ├── InvalidInputError    (ValueError)  a served request carries an unusable input or parameter
     ├── CheckpointError                    a file or download is not a usable RTMO checkpoint
     │   ├── CheckpointIntegrityError       hash mismatch or truncated file
     │   └── CheckpointUnavailableError     cannot be downloaded (offline, HTTP error)
@@ -18,6 +19,7 @@ __all__ = [
     "CheckpointIntegrityError",
     "CheckpointUnavailableError",
     "ConfigError",
+    "InvalidInputError",
     "RTMOError",
 ]
 
@@ -28,6 +30,10 @@ class RTMOError(Exception):
 
 class ConfigError(RTMOError, ValueError):
     """A configuration field holds a value that is not supported."""
+
+
+class InvalidInputError(RTMOError, ValueError):
+    """A request's input or parameter is unusable; the message names it, what was wrong and what is accepted."""
 
 
 class CheckpointError(RTMOError):
