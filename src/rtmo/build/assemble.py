@@ -1,0 +1,243 @@
+"""Stage 3: exported artifacts -> a servable Triton model repository for one target (``cpu`` or ``gpu``).
+
+Copies ``model.onnx`` (and ``model.plan`` for gpu) into ``engine/1/`` and ``dcc.npz`` into ``postprocess/1/``, and
+writes ``<model>/configs/<target>.pbtxt`` for every model, generated from its checked-in ``config.pbtxt`` through
+the ``ModelConfig`` schema: tensor dims patched for the input size S, top-K K, keypoints J and pose-vector channels
+C; the engine's backend chosen for the target; model metadata attached as ``parameters``. Serve it with
+``tritonserver --model-config-name=<target>``. Everything is validated before anything is written, and each file
+is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from google.protobuf import json_format, text_format
+
+from rtmo.errors import BuildError
+
+__all__ = ["MODELS", "assemble_repository", "generate_config", "main"]
+
+LOGGER = logging.getLogger(__name__)
+
+MODELS = ("preprocess", "engine", "postprocess", "rtmo", "rtmo_frames")
+CANDIDATES = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
+PLAN_SIDECAR = "model.plan.json"  # written by the engine build stage: {"profile_max_batch": N, ...}
+
+
+def _model_config_pb2() -> Any:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+def _tensor_dims(metadata: Mapping[str, Any]) -> dict[str, dict[str, list[int]]]:
+    size = int(metadata["input_size"][0])
+    k, j, c = int(metadata["top_k"]), int(metadata["num_keypoints"]), int(metadata["pose_vec_channels"])
+    candidates = {"scores": [k], "boxes": [k, 4], "keypoint_visibility": [k, j], "pose_vectors": [k, c], "priors": [k, 2]}
+    people = {"boxes": [-1, 4], "box_scores": [-1], "keypoints": [-1, j, 2], "keypoint_scores": [-1, j]}
+    return {
+        "preprocess": {"images": [size, size, 3]},
+        "engine": {"images": [size, size, 3], **candidates},
+        "postprocess": {**{f"candidate_{name}": dims for name, dims in candidates.items()}, **people},
+        "rtmo": people,
+        "rtmo_frames": people,
+    }
+
+
+def _parameters(metadata: Mapping[str, Any], target: str) -> dict[str, str]:
+    return {
+        "checkpoint": str(metadata.get("checkpoint", "unknown")),
+        "checkpoint_sha256": str(metadata.get("checkpoint_sha256", "unknown")),
+        "size": str(metadata["size"]),
+        "input_size": str(int(metadata["input_size"][0])),
+        "top_k": str(int(metadata["top_k"])),
+        "num_anchors": str(int(metadata["num_anchors"])),
+        "keypoint_names": json.dumps(list(metadata.get("keypoint_names", []))),
+        "skeleton": json.dumps([list(link) for link in metadata.get("skeleton", [])]),
+        "target": target,
+    }
+
+
+def generate_config(
+    template: str,
+    *,
+    model: str,
+    metadata: Mapping[str, Any],
+    target: Literal["cpu", "gpu"],
+    max_batch_size: int = 8,
+    engine_intra_op_threads: int = 0,
+) -> Any:
+    """Patch one model's checked-in ``config.pbtxt`` text for ``metadata`` and ``target``.
+
+    Args:
+        template: text of the checked-in ``config.pbtxt``.
+        model: the model's name (one of ``MODELS``).
+        metadata: the export stage's ``metadata.json``.
+        target: ``cpu`` (engine = ONNX Runtime in the Python backend) or ``gpu`` (engine = TensorRT plan).
+        max_batch_size: for every model.
+        engine_intra_op_threads: ONNX Runtime threads of the cpu engine (0: ONNX Runtime's default).
+
+    Returns:
+        The ``ModelConfig`` message, checked by a round trip through ``json_format.ParseDict``.
+    """
+    pb2 = _model_config_pb2()
+    config = text_format.Parse(template, pb2.ModelConfig())
+    config.max_batch_size = max_batch_size
+    dims = _tensor_dims(metadata)[model]
+    for tensor in [*config.input, *config.output]:
+        if tensor.name in dims:
+            tensor.dims[:] = dims[tensor.name]
+    for warmup in config.model_warmup:
+        for name, tensor in warmup.inputs.items():
+            if name in dims:
+                tensor.dims[:] = dims[name]
+    params = _parameters(metadata, target)
+    if model == "engine" and target == "cpu":
+        config.platform = ""
+        config.backend = "python"
+        del config.instance_group[:]
+        config.instance_group.add(count=1, kind=pb2.ModelInstanceGroup.KIND_CPU)
+        params["intra_op_threads"] = str(engine_intra_op_threads)
+    keep = {"preprocess": ("input_size",), "postprocess": ("num_anchors",)}.get(model, tuple(params))
+    for key in keep:
+        config.parameters[key].string_value = params[key]
+    return json_format.ParseDict(json_format.MessageToDict(config, preserving_proto_field_name=True), pb2.ModelConfig())
+
+
+def _onnx_tensor_names(onnx_path: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers], [o.name for o in graph.output]
+
+
+def _write_atomic(path: Path, data: bytes | None = None, *, source: Path | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(handle)
+    try:
+        if source is not None:
+            shutil.copyfile(source, tmp_name)
+        else:
+            Path(tmp_name).write_bytes(data or b"")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def assemble_repository(
+    export_dir: Path,
+    *,
+    target: Literal["cpu", "gpu"],
+    repository: Path = Path("model_repository"),
+    max_batch_size: int = 8,
+    engine_intra_op_threads: int = 0,
+) -> list[Path]:
+    """Fill ``repository`` with the artifacts of ``export_dir`` and write ``configs/<target>.pbtxt`` per model.
+
+    Args:
+        export_dir: output of the export stage (``model.onnx``, ``dcc.npz``, ``metadata.json``; ``model.plan``
+            for gpu, with an optional ``model.plan.json`` sidecar giving ``profile_max_batch``).
+        target: ``cpu`` or ``gpu``.
+        repository: the model repository holding the checked-in ``config.pbtxt`` files.
+        max_batch_size: max batch of every model, 1..64.
+        engine_intra_op_threads: ONNX Runtime threads of the cpu engine (0: ONNX Runtime's default).
+
+    Returns:
+        The files written.
+
+    Raises:
+        BuildError: a missing artifact or template, ONNX tensor names that differ from the engine config's, a plan
+            whose profile max batch is below ``max_batch_size``, or an invalid argument.
+    """
+    export_dir, repository = Path(export_dir), Path(repository)
+    if target not in ("cpu", "gpu"):
+        raise BuildError(f"target: got {target!r}; accepted: 'cpu', 'gpu'")
+    if not 1 <= max_batch_size <= 64:
+        raise BuildError(f"max_batch_size: got {max_batch_size}; accepted: 1..64")
+    required = ["model.onnx", "dcc.npz", "metadata.json"] + (["model.plan"] if target == "gpu" else [])
+    missing = [name for name in required if not (export_dir / name).is_file()]
+    if missing:
+        raise BuildError(f"{export_dir}: missing {missing}; run the export stage (and the engine build for gpu) first")
+    templates = {}
+    for model in MODELS:
+        path = repository / model / "config.pbtxt"
+        if not path.is_file():
+            raise BuildError(f"{path} does not exist: {repository} is not an rtmo model repository")
+        templates[model] = path.read_text()
+    metadata = json.loads((export_dir / "metadata.json").read_text())
+
+    configs = {
+        model: generate_config(templates[model], model=model, metadata=metadata, target=target,
+                               max_batch_size=max_batch_size, engine_intra_op_threads=engine_intra_op_threads)
+        for model in MODELS
+    }
+    engine = configs["engine"]
+    onnx_inputs, onnx_outputs = _onnx_tensor_names(export_dir / "model.onnx")
+    config_inputs, config_outputs = [t.name for t in engine.input], [t.name for t in engine.output]
+    if sorted(onnx_inputs) != sorted(config_inputs) or sorted(onnx_outputs) != sorted(config_outputs):
+        raise BuildError(
+            f"{export_dir / 'model.onnx'} has inputs {onnx_inputs} and outputs {onnx_outputs}, but "
+            f"{repository / 'engine' / 'config.pbtxt'} declares inputs {config_inputs} and outputs {config_outputs}; "
+            "re-export with the current rtmo or fix the config"
+        )
+    sidecar = export_dir / PLAN_SIDECAR
+    if target == "gpu" and sidecar.is_file():
+        profile_max = int(json.loads(sidecar.read_text()).get("profile_max_batch", 0))
+        if profile_max < max_batch_size:
+            raise BuildError(
+                f"{export_dir / 'model.plan'}: its optimization profile's max batch is {profile_max}, below "
+                f"max_batch_size {max_batch_size}; rebuild the engine with max batch >= {max_batch_size} or lower it"
+            )
+
+    written = []
+    copies = [("model.onnx", repository / "engine" / "1" / "model.onnx"), ("dcc.npz", repository / "postprocess" / "1" / "dcc.npz")]
+    if target == "gpu":
+        copies.append(("model.plan", repository / "engine" / "1" / "model.plan"))
+    for name, destination in copies:
+        _write_atomic(destination, source=export_dir / name)
+        written.append(destination)
+    for model, config in configs.items():
+        destination = repository / model / "configs" / f"{target}.pbtxt"
+        header = f"# Generated by rtmo.build.assemble from {model}/config.pbtxt and {export_dir.name}/metadata.json; do not edit.\n"
+        _write_atomic(destination, (header + text_format.MessageToString(config)).encode())
+        written.append(destination)
+    LOGGER.info("assembled %s for %s (%s, input %s)", repository, target, metadata.get("checkpoint"), metadata["input_size"])
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m rtmo.build.assemble --export-dir artifacts/export --target cpu``."""
+    parser = argparse.ArgumentParser(prog="rtmo-assemble", description=__doc__.splitlines()[0])
+    parser.add_argument("--export-dir", type=Path, required=True, help="output folder of the export stage")
+    parser.add_argument("--target", choices=("cpu", "gpu"), required=True)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--engine-intra-op-threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        written = assemble_repository(args.export_dir, target=args.target, repository=args.repository,
+                                      max_batch_size=args.max_batch_size, engine_intra_op_threads=args.engine_intra_op_threads)
+    except BuildError as error:
+        LOGGER.error("%s", error)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
