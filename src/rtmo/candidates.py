@@ -43,7 +43,8 @@ class CandidateNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # uint8 NHWC in: 4x less data from the preprocessor than float NCHW; the cast is free on the GPU.
-        x = images.permute(0, 3, 1, 2).float()
+        # contiguous(): a channels-last float tensor would take other conv kernels and round differently from MMPose.
+        x = images.permute(0, 3, 1, 2).float().contiguous()
         cls_scores, bbox_preds, kpt_vis, pose_feats = self.model(x)
         scores = _flatten(cls_scores).sigmoid().amax(dim=-1)
         deltas = _flatten(bbox_preds)

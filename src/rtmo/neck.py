@@ -41,9 +41,9 @@ class RepVGGBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.branch_3x3 = ConvModule(channels, channels, 3, bn=DEFAULT_BN, act=False)
-        self.branch_1x1 = ConvModule(channels, channels, 1, bn=DEFAULT_BN, act=False)
-        self.act = nn.SiLU(inplace=True)
+        self.branch_3x3 = ConvModule(channels, channels, 3, bn=DEFAULT_BN, act=None)
+        self.branch_1x1 = ConvModule(channels, channels, 1, bn=DEFAULT_BN, act=None)
+        self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.branch_3x3(x) + self.branch_1x1(x))
@@ -55,11 +55,11 @@ class CSPRepLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, num_blocks: int, widen_factor: float) -> None:
         super().__init__()
         hidden = int(out_channels * widen_factor)
-        self.conv1 = ConvModule(in_channels, hidden, 1, bn=DEFAULT_BN)
-        self.conv2 = ConvModule(in_channels, hidden, 1, bn=DEFAULT_BN)
+        self.conv1 = ConvModule(in_channels, hidden, 1, bn=DEFAULT_BN, act="silu")
+        self.conv2 = ConvModule(in_channels, hidden, 1, bn=DEFAULT_BN, act="silu")
         self.bottlenecks = nn.Sequential(*(RepVGGBlock(hidden) for _ in range(num_blocks)))
         # MMPose uses Identity (no keys) when no projection is needed (size large).
-        self.conv3 = ConvModule(hidden, out_channels, 1, bn=DEFAULT_BN) if hidden != out_channels else nn.Identity()
+        self.conv3 = ConvModule(hidden, out_channels, 1, bn=DEFAULT_BN, act="silu") if hidden != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))
@@ -74,7 +74,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         q = x + pos
-        return x + self.attn(q, q, x, need_weights=False)[0]
+        # need_weights=True takes the same (non-fused) path as mmcv, so rounding matches MMPose.
+        return x + self.attn(q, q, x, need_weights=True)[0]
 
 
 class FeedForward(nn.Module):
@@ -118,7 +119,7 @@ class ChannelMapper(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_levels: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(ConvModule(in_channels, out_channels, 1, bn=DEFAULT_BN, act=False) for _ in range(num_levels))
+        self.convs = nn.ModuleList(ConvModule(in_channels, out_channels, 1, bn=DEFAULT_BN, act=None) for _ in range(num_levels))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return [conv(f) for conv, f in zip(self.convs, feats)]
@@ -148,16 +149,16 @@ class HybridEncoder(nn.Module):
         super().__init__()
         self.hidden_dim = hidden_dim
         num_blocks = round(3 * deepen_factor)
-        self.input_proj = nn.ModuleList(ConvModule(c, hidden_dim, 1, bn=DEFAULT_BN, act=False) for c in in_channels)
+        self.input_proj = nn.ModuleList(ConvModule(c, hidden_dim, 1, bn=DEFAULT_BN, act=None) for c in in_channels)
         self.encoder = nn.ModuleList([TransformerEncoder(1, hidden_dim)])
         self.sincos_pos_enc = SinePositionalEncoding(hidden_dim // 2, pe_temperature)
 
         def rep_layer() -> CSPRepLayer:
             return CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks=num_blocks, widen_factor=widen_factor)
 
-        self.lateral_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 1, bn=DEFAULT_BN) for _ in range(2))
+        self.lateral_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 1, bn=DEFAULT_BN, act="silu") for _ in range(2))
         self.fpn_blocks = nn.ModuleList(rep_layer() for _ in range(2))
-        self.downsample_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 3, stride=2, bn=DEFAULT_BN) for _ in range(2))
+        self.downsample_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 3, stride=2, bn=DEFAULT_BN, act="silu") for _ in range(2))
         self.pan_blocks = nn.ModuleList(rep_layer() for _ in range(2))
         self.projector = ChannelMapper(hidden_dim, out_channels, num_levels=2)
 
