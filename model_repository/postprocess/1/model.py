@@ -5,7 +5,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 try:
