@@ -39,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained_backbone",
     "read_state_dict",
+    "resolve_checkpoint",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -158,7 +159,8 @@ def download(entry: ZooEntry, *, timeout_s: float = 60.0) -> Path:
     return target
 
 
-def _resolve(source: str | os.PathLike[str]) -> Path:
+def resolve_checkpoint(source: str | os.PathLike[str]) -> Path:
+    """Local path of a checkpoint given as a path, zoo name or URL (downloading and verifying it once)."""
     text = os.fspath(source)
     if text in ZOO:
         return download(ZOO[text])
@@ -238,7 +240,7 @@ def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = 
         CheckpointIntegrityError: truncated file or hash mismatch.
         CheckpointUnavailableError: a zoo name or URL could not be downloaded.
     """
-    path = _resolve(source)
+    path = resolve_checkpoint(source)
     state, _meta = read_state_dict(path)
     config = infer_config(state)
     if input_size is not None:
