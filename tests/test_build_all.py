@@ -1,0 +1,44 @@
+"""``python -m rtmo.build``: every stage from one command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtmo.build.__main__ import main
+
+
+def test_build_all_cpu_fills_repository_with_onnx_dcc_and_cpu_configs(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    repository = tmp_path / "model_repository"
+    shutil.copytree(Path(__file__).parents[1] / "model_repository", repository,
+                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan"))
+    assert main(["--checkpoint", "random:tiny", "--target", "cpu", "--repository", str(repository),
+                 "--work-dir", str(tmp_path / "work")]) == 0
+    assert (repository / "engine" / "1" / "model.onnx").stat().st_size > 1_000_000
+    assert (repository / "postprocess" / "1" / "dcc.npz").is_file()
+    assert (repository / "engine" / "configs" / "cpu.pbtxt").is_file()
+    assert json.loads((tmp_path / "work" / "export" / "metadata.json").read_text())["input_size"] == [416, 416]
+
+
+def test_build_all_gpu_without_tensorrt_stops_with_a_clear_error(tmp_path, caplog):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed here; this checks the message shown without it")
+    except ImportError:
+        pass
+    code = main(["--checkpoint", "random:tiny", "--target", "gpu", "--repository", str(tmp_path / "repo"),
+                 "--work-dir", str(tmp_path / "work")])
+    assert code == 2
+    assert "needs the `tensorrt` Python package" in caplog.text
+    assert not (tmp_path / "repo").exists()
+
+
+def test_build_all_rejects_unknown_checkpoint_name(tmp_path, caplog):
+    assert main(["--checkpoint", "rtmo-q_nowhere", "--target", "cpu", "--work-dir", str(tmp_path / "w")]) == 2
+    assert "not a zoo name" in caplog.text
