@@ -42,3 +42,15 @@ def test_build_all_gpu_without_tensorrt_stops_with_a_clear_error(tmp_path, caplo
 def test_build_all_rejects_unknown_checkpoint_name(tmp_path, caplog):
     assert main(["--checkpoint", "rtmo-q_nowhere", "--target", "cpu", "--work-dir", str(tmp_path / "w")]) == 2
     assert "not a zoo name" in caplog.text
+
+
+@pytest.mark.parametrize("script", ["export", "engine", "assemble", "all"])
+def test_build_scripts_are_thin_entry_points(script):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    result = subprocess.run([sys.executable, str(root / "build" / f"{script}.py"), "--help"], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "--" in result.stdout and "usage" in result.stdout
