@@ -7,7 +7,6 @@ keypoints and input size from tensor shapes → ``load_state_dict(strict=True)``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -26,6 +25,7 @@ import torch
 
 from rtmo.config import CSPConfig, RTMOConfig
 from rtmo.errors import CheckpointError, CheckpointIntegrityError, CheckpointUnavailableError
+from rtmo.files import sha256_file
 from rtmo.model import RTMO
 
 __all__ = [
@@ -119,11 +119,7 @@ def cache_dir() -> Path:
 
 def checkpoint_sha256(path: Path) -> str:
     """Hex SHA-256 of a file (identifies the weights in build artifacts and model metadata)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def download(entry: ZooEntry, *, timeout_s: float = 60.0) -> Path:

@@ -7,7 +7,6 @@ Needs an NVIDIA GPU and the ``tensorrt`` package; without them it stops with a c
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 from rtmo.candidates import INPUT_NAME
 from rtmo.errors import BuildError
+from rtmo.files import sha256_file
 
 __all__ = ["EngineProfile", "build_engine", "main", "validate_profile"]
 
@@ -55,14 +55,6 @@ def _import_tensorrt() -> Any:
             "on a CPU-only machine use --target cpu, which serves the ONNX model with ONNX Runtime"
         ) from exc
     return trt
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _keep_decode_in_fp32(trt: Any, network: Any) -> int:
@@ -168,7 +160,7 @@ def build_engine(
         "precision": precision,
         "profile": asdict(profile),
         "max_batch_size": max_batch_size,
-        "onnx_sha256": _sha256(Path(onnx_path)),
+        "onnx_sha256": sha256_file(Path(onnx_path)),
         **(provenance or {}),
     }
     _atomic_write(plan_path.with_suffix(plan_path.suffix + ".json"), json.dumps(sidecar, indent=2).encode())
