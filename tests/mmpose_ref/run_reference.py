@@ -293,7 +293,9 @@ def rescale_outputs(model, inputs_list):
     outs = [head_outputs(model, x) for x in inputs_list]
     for lvl, stride in enumerate(strides):
         # bbox: (dx, dy, log w, log h) in stride units. Person-like boxes:
-        # w ~ 80 px / h ~ 140 px at stride 16, 150 / 260 px at stride 32.
+        # w ~ 100 px / h ~ 180 px at stride 16, 160 / 300 px at stride 32;
+        # small spread so neighbouring anchors overlap (NMS acts) and
+        # outlier anchors do not get absurd boxes.
         if stride <= 16:
             wh = (100.0, 180.0)
         else:
@@ -417,8 +419,9 @@ def search_shift(dd, logits_list, score_thr, nms_thr, max_k=40):
     leaving >= 3; every other calibration image keeps >= 3 (and <= 60 pass).
     Preferences, in order: safe parity margins (no logit within 0.02 of the
     threshold, no two selected logits within 1e-3, no pair IoU within 2e-3
-    of nms_thr), every level represented on every image, NMS at work, several
-    instances everywhere, then fewer instances."""
+    of nms_thr), every level represented (on some image, then on every
+    image), NMS at work, several instances everywhere, then fewer
+    instances."""
     logit_thr = float(np.log(score_thr / (1 - score_thr)))
     d0, lg0 = dd[0], logits_list[0]
     nlev = int(d0['level'].max()) + 1
@@ -457,6 +460,8 @@ def search_shift(dd, logits_list, score_thr, nms_thr, max_k=40):
         om = min(x['order_margin'] for x in r)
         im = min(x['iou_margin'] for x in r)
         key = (thr_m >= 0.02 and om >= 1e-3 and im >= 2e-3,
+               # every level (stride) has a kept instance on some image
+               min(np.sum([x['kept_per_level'] for x in r], 0)) >= 1,
                all(min(x['kept_per_level']) >= 1 for x in r),
                min(supp, 5),
                min(min(x['num_after_nms'] for x in r), 5),
@@ -707,19 +712,41 @@ def cmd_predict(args):
                 out[p + f'vis_{lvl}'] = _np(vis[lvl])
                 out[p + f'pose_{lvl}'] = _np(pose[lvl])
             k = int(model.head.num_keypoints)
-            out[p + 'bboxes'] = _np(pi.bboxes).reshape(-1, 4)
-            out[p + 'bbox_scores'] = _np(pi.bbox_scores).reshape(-1)
-            out[p + 'keypoints'] = _np(pi.keypoints).reshape(-1, k, 2)
-            out[p + 'keypoint_scores'] = _np(pi.keypoint_scores).reshape(-1, k)
+            # final predictions keep MMPose's own dtypes: bboxes/keypoints are
+            # float64 (the numpy rescale in add_pred_to_datasample promotes),
+            # scores float32
+            out[p + 'bboxes'] = np.asarray(pi.bboxes).reshape(-1, 4)
+            out[p + 'bbox_scores'] = np.asarray(pi.bbox_scores).reshape(-1)
+            out[p + 'keypoints'] = np.asarray(pi.keypoints).reshape(-1, k, 2)
+            out[p + 'keypoint_scores'] = np.asarray(
+                pi.keypoint_scores).reshape(-1, k)
             out[p + 'input_center'] = _np(meta['input_center'])
             out[p + 'input_scale'] = _np(meta['input_scale'])
             out[p + 'input_size'] = _np(meta['input_size'])
             out[p + 'ori_shape'] = np.asarray(meta['ori_shape'], np.int64)
             out[p + 'img_path'] = np.asarray(os.path.abspath(img))
-            summary.append(dict(image=os.path.basename(img),
-                                ori_shape=list(meta['ori_shape']),
-                                input_shape=list(x.shape),
-                                num_instances=int(len(pi.bboxes))))
+            # how well-conditioned this image is for a parity comparison
+            d = dense_decode(model, x)
+            st = float(model.test_cfg['score_thr'])
+            ev = evaluate_selection(d, d['logits'], float(np.log(st / (1 - st))),
+                                    float(model.test_cfg['nms_thr']))
+            if ev['num_after_nms'] != len(pi.bboxes):
+                raise SystemExit(f'{img}: internal NMS count '
+                                 f'{ev["num_after_nms"]} != MMPose '
+                                 f'{len(pi.bboxes)}')
+            summary.append(dict(
+                image=os.path.basename(img),
+                ori_shape=list(meta['ori_shape']),
+                input_shape=list(x.shape),
+                num_above_thr=ev['num_above_thr'],
+                num_instances=int(len(pi.bboxes)),
+                num_instances_per_level=ev['kept_per_level'],
+                # min |logit - logit(score_thr)| over all anchors
+                min_thr_logit_margin=round(ev['thr_margin'], 6),
+                # min gap between consecutive sorted logits above threshold
+                min_order_logit_gap=round(ev['order_margin'], 6),
+                # min |IoU - nms_thr| over pairs of boxes above threshold
+                min_iou_margin=round(ev['iou_margin'], 6)))
     finally:
         cap.remove()
     out['num_images'] = np.asarray(len(args.images), np.int64)
