@@ -100,10 +100,9 @@ def install_placeholders():
 
 install_placeholders()
 
+import mmpose  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-import mmpose  # noqa: E402
 from mmpose.apis import inference_bottomup, init_model  # noqa: E402
 
 # --------------------------------------------------------------------------
