@@ -1,73 +1,39 @@
 """Integration: the rtmo ensembles served by a real tritonserver on CPU equal ``RTMO.predict``.
 
-One server per module: a random-weight tiny RTMO, calibrated so a handful of anchors pass 0.1, is exported,
-assembled for the cpu target in a copy of the model repository, and served with ``--model-config-name=cpu``.
+The session's shared server (``rtmo_server`` in conftest): a random-weight tiny RTMO, calibrated so a handful of
+anchors pass 0.1, exported, assembled for the cpu target in a copy of the model repository, and served with
+``--model-config-name=cpu``.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from rtmo.build.assemble import assemble_repository
-from rtmo.build.export import export_onnx, load_model
-from rtmo.serving.tritonserver import TritonServer, free_port
+from rtmo.serving.tritonserver import TritonServer
+from rtmo_serving import CALIBRATED_CHECKPOINT, PHOTOS
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc]")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = Path(__file__).parent / "data" / "photos"
 KEYPOINT_ATOL_PX = 0.01
 
 
-def calibrated_model(size: str) -> torch.nn.Module:
-    """Random weights whose classifier spreads its logits, shifted so tens of anchors (< top_k) pass 0.1."""
-    model, _ = load_model(f"random:{size}")
-    with torch.no_grad():
-        for conv in model.head.head_module.out_cls:
-            conv.weight.mul_(20000.0)
-            conv.bias.sub_(6.0)
-    return model.eval()
-
-
-def distinct_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
+@pytest.fixture(scope="module")
+def model(served_model: torch.nn.Module) -> torch.nn.Module:
+    return served_model
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    return calibrated_model("tiny")
-
-
-@pytest.fixture(scope="module")
-def server(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    work = tmp_path_factory.mktemp("rtmo-serving")
-    export = export_onnx(model, work / "export", provenance={"checkpoint": "random:tiny-calibrated"}).onnx_path.parent
-    repository = work / "model_repository"
-    shutil.copytree(ROOT / "model_repository", repository,
-                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
-    assemble_repository(export, target="cpu", repository=repository)
-    grpc_port, http_port, metrics_port = distinct_ports(3)
-    triton = TritonServer(model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                          model_config_name="cpu", cache_dir=work / "triton-cache", log_path=work / "tritonserver.log",
-                          extra_env={"PYTHONPATH": str(ROOT / "src")})
-    with triton:
-        yield triton
+def server(rtmo_server: TritonServer) -> TritonServer:
+    return rtmo_server
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +178,7 @@ def test_pose_nms_and_max_people_limit_people(client: object, references: dict) 
 
 def test_server_model_metadata_carries_checkpoint_and_keypoints(client: object) -> None:
     config = client.get_model_config("rtmo", as_json=True)["config"]
-    assert config["parameters"]["checkpoint"]["string_value"] == "random:tiny-calibrated"
+    assert config["parameters"]["checkpoint"]["string_value"] == CALIBRATED_CHECKPOINT
     assert '"nose"' in config["parameters"]["keypoint_names"]["string_value"]
 
 
