@@ -109,3 +109,25 @@ def test_export_rejects_bad_top_k_before_writing_anything(tmp_path, top_k):
     with pytest.raises(BuildError, match="top_k"):
         export_onnx(model, tmp_path / "out", top_k=top_k)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_float32_nchw_export_gives_the_same_candidates_as_the_served_uint8_nhwc_one(crowd_photo, tmp_path):
+    """The layout benchmark compares two graphs; they must compute the same thing for its figures to mean anything."""
+    model, provenance = load_model("random:tiny", seed=5)
+    sessions = {}
+    for layout in ("uint8_nhwc", "float32_nchw"):
+        result = export_onnx(model, tmp_path / layout, top_k=64, provenance=provenance, input_layout=layout)
+        assert result.metadata["input"]["dtype"] == layout[:-5]
+        sessions[layout] = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    canvas = _canvases([crowd_photo], model.config.input_size)
+    as_uint8 = sessions["uint8_nhwc"].run(None, {"images": canvas})
+    as_float = sessions["float32_nchw"].run(None, {"images": np.ascontiguousarray(canvas.transpose(0, 3, 1, 2), dtype=np.float32)})
+    for name, got, want in zip(CANDIDATE_OUTPUTS, as_float, as_uint8):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_export_refuses_unknown_input_layout(tmp_path):
+    model, _ = load_model("random:tiny")
+    with pytest.raises(BuildError, match="input_layout: got 'nchw'; accepted: uint8_nhwc, float32_nchw"):
+        export_onnx(model, tmp_path / "out", input_layout="nchw")
+    assert not (tmp_path / "out").exists()

@@ -248,6 +248,17 @@ def test_assemble_repository_refuses_onnx_whose_tensor_names_differ(export_tiny:
     assert not (repo_copy / "engine" / "1" / "model.onnx").exists()
 
 
+def test_assemble_repository_refuses_a_float32_nchw_export(export_tiny: Path, repo_copy: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(export_tiny, export)
+    metadata = json.loads((export / "metadata.json").read_text())
+    metadata["input"].update(dtype="float32", layout="NCHW")
+    (export / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(BuildError, match="takes a float32 NCHW input; the repository's preprocess sends uint8 NHWC"):
+        assemble_repository(export, target="cpu", repository=repo_copy)
+    assert not (repo_copy / "engine" / "configs").exists()
+
+
 def test_assemble_repository_gpu_refuses_plan_profile_below_max_batch(export_tiny: Path, repo_copy: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
     shutil.copytree(export_tiny, export)

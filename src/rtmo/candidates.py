@@ -13,9 +13,11 @@ from torch import nn
 
 from rtmo.processing import make_priors
 
-__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_NAME"]
+__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_LAYOUTS", "INPUT_NAME"]
 
 INPUT_NAME = "images"
+# "uint8_nhwc" is what the model repository serves; "float32_nchw" exists to measure that choice (rtmo.bench.input_layout).
+INPUT_LAYOUTS = ("uint8_nhwc", "float32_nchw")
 # Output names, in order; the engine's config.pbtxt uses exactly these.
 CANDIDATE_OUTPUTS = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
 
@@ -26,14 +28,18 @@ class CandidateNet(nn.Module):
     Args:
         model: an ``RTMO`` in eval mode.
         top_k: candidates per image; clipped to the number of anchors.
+        input_layout: ``"uint8_nhwc"`` (B, S, S, 3) uint8, or ``"float32_nchw"`` (B, 3, S, S) float32 BGR 0..255.
 
     Outputs (B = batch, K = top_k, J = keypoints, C = pose-vector channels), sorted by score:
         scores (B, K), boxes (B, K, 4) xyxy input pixels, keypoint_visibility (B, K, J),
         pose_vectors (B, K, C), priors (B, K, 2) anchor points.
     """
 
-    def __init__(self, model: nn.Module, *, top_k: int) -> None:
+    def __init__(self, model: nn.Module, *, top_k: int, input_layout: str = "uint8_nhwc") -> None:
         super().__init__()
+        if input_layout not in INPUT_LAYOUTS:
+            raise ValueError(f"input_layout: got {input_layout!r}; accepted: {', '.join(INPUT_LAYOUTS)}")
+        self.input_layout = input_layout
         self.model = model
         size = model.config.input_size
         priors, strides = make_priors((size, size), model.config.featmap_strides)
@@ -44,7 +50,7 @@ class CandidateNet(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # uint8 NHWC in: 4x less data from the preprocessor than float NCHW; the cast is free on the GPU.
         # contiguous(): a channels-last float tensor would take other conv kernels and round differently from MMPose.
-        x = images.permute(0, 3, 1, 2).float().contiguous()
+        x = images.permute(0, 3, 1, 2).float().contiguous() if self.input_layout == "uint8_nhwc" else images
         cls_scores, bbox_preds, kpt_vis, pose_feats = self.model(x)
         scores = _flatten(cls_scores).sigmoid().amax(dim=-1)
         deltas = _flatten(bbox_preds)

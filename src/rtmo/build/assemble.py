@@ -185,6 +185,12 @@ def assemble_repository(
             raise BuildError(f"{path} does not exist: {repository} is not an rtmo model repository")
         templates[model] = path.read_text()
     metadata = json.loads((export_dir / "metadata.json").read_text())
+    exported_input = metadata.get("input", {})
+    if (exported_input.get("dtype"), exported_input.get("layout")) != ("uint8", "NHWC"):
+        raise BuildError(
+            f"{export_dir / 'model.onnx'} takes a {exported_input.get('dtype')} {exported_input.get('layout')} input; the "
+            "repository's preprocess sends uint8 NHWC: re-export with input_layout='uint8_nhwc' (the default)"
+        )
 
     configs = {
         model: generate_config(templates[model], model=model, metadata=metadata, target=target,

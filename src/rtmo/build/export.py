@@ -17,7 +17,7 @@ from typing import Any
 import onnx
 import torch
 
-from rtmo.candidates import CANDIDATE_OUTPUTS, INPUT_NAME, CandidateNet
+from rtmo.candidates import CANDIDATE_OUTPUTS, INPUT_LAYOUTS, INPUT_NAME, CandidateNet
 from rtmo.errors import BuildError
 from rtmo.keypoints import layout_for
 from rtmo.model import RTMO
@@ -81,6 +81,7 @@ def export_onnx(
     opset: int = 17,
     simplify: bool = True,
     provenance: dict[str, Any] | None = None,
+    input_layout: str = "uint8_nhwc",
 ) -> ExportResult:
     """Export ``model`` into ``out_dir`` atomically (written to a temporary folder, then renamed).
 
@@ -91,6 +92,8 @@ def export_onnx(
         opset: ONNX opset, >= 17.
         simplify: run onnxslim (constant folding, shape-op elimination).
         provenance: extra metadata, e.g. ``{"checkpoint": name, "checkpoint_sha256": hash}``.
+        input_layout: ``"uint8_nhwc"`` (served by the model repository) or ``"float32_nchw"`` (only for measuring
+            that choice; ``assemble`` refuses it).
 
     Raises:
         BuildError: an argument is out of range or the graph is not TensorRT-parsable.
@@ -99,9 +102,11 @@ def export_onnx(
         raise BuildError(f"top_k: got {top_k}; accepted: 1..{MAX_TOP_K} (TensorRT TopK limit)")
     if opset < 17:
         raise BuildError(f"opset: got {opset}; accepted: >= 17")
+    if input_layout not in INPUT_LAYOUTS:
+        raise BuildError(f"input_layout: got {input_layout!r}; accepted: {', '.join(INPUT_LAYOUTS)}")
     config = model.config
     size = config.input_size
-    net = CandidateNet(model.eval(), top_k=top_k).eval()
+    net = CandidateNet(model.eval(), top_k=top_k, input_layout=input_layout).eval()
     k, j, c = net.top_k, config.num_keypoints, config.pose_vec_channels
     shapes = {"scores": (1, k), "boxes": (1, k, 4), "keypoint_visibility": (1, k, j), "pose_vectors": (1, k, c), "priors": (1, k, 2)}
     out_dir = Path(out_dir)
@@ -109,7 +114,10 @@ def export_onnx(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         onnx_path = tmp / "model.onnx"
-        dummy = torch.full((2, size, size, 3), 114, dtype=torch.uint8)
+        if input_layout == "uint8_nhwc":
+            dummy = torch.full((2, size, size, 3), 114, dtype=torch.uint8)
+        else:
+            dummy = torch.full((2, 3, size, size), 114.0, dtype=torch.float32)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
             torch.onnx.export(
@@ -140,7 +148,9 @@ def export_onnx(
             "num_anchors": int(len(net.anchor_points)),
             "pose_vec_channels": c,
             "opset": opset,
-            "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "shape": ["batch", size, size, 3]},
+            "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "shape": ["batch", size, size, 3]}
+            if input_layout == "uint8_nhwc"
+            else {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, size, size]},
             "outputs": {name: ["batch", *shape[1:]] for name, shape in shapes.items()},
             "keypoint_names": list(layout.names),
             "skeleton": [list(link) for link in layout.skeleton],
