@@ -168,12 +168,10 @@ def build_engine(
 
 
 def _gpu_name() -> str:
-    try:
-        import torch
+    # From the CUDA driver, not torch: build images may carry a CPU-only PyTorch (the export needs no GPU).
+    from rtmo.build.reuse import gpu_name
 
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown"
-    except ImportError:
-        return "unknown"
+    return gpu_name()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
