@@ -8,7 +8,6 @@ import shutil
 import struct
 import sys
 import types
-import zlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from image_files import jpeg_claiming, png_claiming, tiff_claiming, webp_claiming
 from rtmo.build.assemble import MODELS, assemble_repository, main
 from rtmo.errors import BuildError, InvalidInputError
 from rtmo.pose_nms import nearby_joints_nms
@@ -30,24 +30,6 @@ PHOTO = Path(__file__).parent / "data" / "photos" / "000000196141.jpg"
 
 
 # ---------------------------------------------------------------------------------------------- encoded images
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 60-byte PNG whose header claims ``width`` x ``height`` (a decompression bomb's signature)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0")) + _png_chunk(b"IEND", b"")
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real small JPEG whose SOF0 frame header is rewritten to claim ``width`` x ``height``."""
-    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
-    sof = data.find(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
 def encode(image: np.ndarray, ext: str = ".png") -> bytes:
     return cv2.imencode(ext, image)[1].tobytes()
 
@@ -61,29 +43,60 @@ def jpeg_with_exif_orientation(image: np.ndarray, orientation: int) -> bytes:
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
 
 
-def test_header_size_reads_jpeg_and_png_without_decoding() -> None:
+def test_header_size_reads_every_accepted_format_without_decoding() -> None:
     assert header_size(PHOTO.read_bytes()) == ("jpeg", 640, 429)
     assert header_size(png_claiming(30000, 30000)) == ("png", 30000, 30000)
+    assert header_size(webp_claiming(16000, 9000)) == ("webp", 16000, 9000)
+    # The three WebP headers: lossy VP8, lossless VP8L, and extended VP8X (here: lossy with an alpha chunk).
+    for channels, quality, chunk in [(3, 80, b"VP8 "), (3, 101, b"VP8L"), (4, 80, b"VP8X")]:
+        webp = cv2.imencode(".webp", np.zeros((123, 457, channels), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, quality])[1].tobytes()
+        assert webp[12:16] == chunk and header_size(webp) == ("webp", 457, 123)
+    assert header_size(tiff_claiming(30000, 20000)) == ("tiff", 30000, 20000)
+    assert header_size(encode(np.zeros((5, 7, 3), np.uint8), ".bmp")) == ("bmp", 7, 5)
 
 
-@pytest.mark.parametrize("data", [png_claiming(30000, 30000), jpeg_claiming(30000, 30000)], ids=["png", "jpeg"])
-def test_decode_image_refuses_decompression_bomb_before_decoding(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+BOMBS = {
+    "png": (png_claiming(30000, 30000), "30000x30000 = 900000000"),
+    "jpeg": (jpeg_claiming(30000, 30000), "30000x30000 = 900000000"),
+    "webp": (webp_claiming(16384, 16384), "16384x16384 = 268435456"),
+    "tiff": (tiff_claiming(30000, 30000), "30000x30000 = 900000000"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BOMBS))
+def test_decode_image_refuses_decompression_bomb_before_decoding(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_decode(*args: object) -> None:
         raise AssertionError("cv2.imdecode must not run")
 
+    data, pixels = BOMBS[kind]
+    assert len(data) < 1000
     monkeypatch.setattr(cv2, "imdecode", no_decode)
-    with pytest.raises(InvalidInputError, match=r"image: .*30000x30000 = 900000000 pixels is too large; accepted: at most"):
+    with pytest.raises(InvalidInputError, match=rf"image: {kind.upper()} of {pixels} pixels is too large; accepted: at most 50000000"):
         decode_image(data)
+
+
+@pytest.mark.parametrize("ext", [".webp", ".tiff", ".bmp", ".png"])
+def test_decode_image_accepts_lossless_webp_tiff_bmp_and_png_unchanged(ext: str) -> None:
+    image = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []
+    np.testing.assert_array_equal(decode_image(cv2.imencode(ext, image, params)[1].tobytes()), image)
+
+
+@pytest.mark.parametrize("ext", [".webp", ".tiff"])
+def test_decode_image_refuses_truncated_webp_and_tiff(ext: str) -> None:
+    data = encode(np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8), ext)
+    with pytest.raises(InvalidInputError, match=rf"image: {ext[1:].upper()} .*(truncated|corrupt)"):
+        decode_image(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
         (b"", r"image: empty \(0 bytes\)"),
-        (b"hello, world", r"image: not a supported image .* accepted: JPEG, PNG or BMP"),
+        (b"hello, world", r"image: not a supported image .* accepted: JPEG, PNG, BMP, WebP or TIFF"),
         (PHOTO.read_bytes()[:5000], r"image: JPEG is truncated"),
-        (PHOTO.read_bytes()[:100], r"image: JPEG header is truncated|image: JPEG is truncated"),
-        (png_claiming(0, 5), r"width and height must be >= 1"),
+        (PHOTO.read_bytes()[:100], r"image: JPEG header is truncated or corrupt"),
+        (png_claiming(0, 5), r"image: PNG header is truncated or corrupt"),
     ],
     ids=["empty", "not-an-image", "truncated-jpeg", "truncated-jpeg-header", "zero-width"],
 )

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from image_files import png_claiming, webp_claiming
+from rtmo.serving.decode import decode_image
 from rtmo.serving.tritonserver import TritonServer
 from rtmo_serving import CALIBRATED_CHECKPOINT, PHOTOS
 
@@ -55,6 +57,21 @@ def encoded_images() -> dict[str, bytes]:
 
 
 IMAGES = encoded_images()
+
+
+def unusual_images() -> dict[str, bytes]:
+    """Valid files that are not 8-bit BGR JPEGs: each must be decoded to BGR and served like any other."""
+    photo = cv2.imread(str(PHOTOS / "image29590.jpg"))
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    return {
+        "grayscale_png": cv2.imencode(".png", gray)[1].tobytes(),
+        "rgba_png": cv2.imencode(".png", rgba)[1].tobytes(),
+        "16bit_png": cv2.imencode(".png", photo.astype(np.uint16) * 257)[1].tobytes(),
+        "1x1_png": cv2.imencode(".png", photo[:1, :1])[1].tobytes(),
+        "webp": cv2.imencode(".webp", photo, [cv2.IMWRITE_WEBP_QUALITY, 90])[1].tobytes(),
+        "tiff": cv2.imencode(".tiff", photo)[1].tobytes(),
+    }
 
 
 def image_input(images: list[bytes]) -> object:
@@ -144,7 +161,8 @@ BAD_REQUESTS = [
     ([b"this is not an image"], {}, "not a supported image"),
     ([IMAGES["landscape"][:20000]], {}, "JPEG is truncated"),
     ([b""], {}, "empty (0 bytes)"),
-    ([bytes.fromhex("89504e470d0a1a0a0000000d4948445200007530000075300802000000")], {}, "pixels is too large"),
+    ([png_claiming(30000, 30000)], {}, "PNG of 30000x30000 = 900000000 pixels is too large; accepted: at most"),
+    ([webp_claiming(16384, 16384)], {}, "WEBP of 16384x16384 = 268435456 pixels is too large"),
     ([IMAGES["portrait"]], {"score_threshold": 1.5}, "score_threshold: got 1.5"),
     ([IMAGES["portrait"]], {"max_people": 0}, "max_people: got 0"),
     ([IMAGES["portrait"]], {"pose_nms": "yes"}, "pose_nms"),
@@ -166,6 +184,16 @@ def test_bad_requests_get_invalid_argument_while_batch_mates_succeed(client: obj
         assert "Traceback" not in result.message()
     assert client.is_server_live() and client.is_model_ready("rtmo")
     assert_row_equals(infer(client, [IMAGES["portrait"]]), 0, references["portrait"])
+
+
+def test_unusual_but_valid_images_are_served_as_bgr_like_model_predict(client: object, model: torch.nn.Module) -> None:
+    images = unusual_images()
+    result = infer(client, list(images.values()))
+    for row, (name, data) in enumerate(images.items()):
+        expected = model.predict([decode_image(data)], score_thr=0.1)[0]
+        if name != "1x1_png":
+            assert len(expected) > 0, f"{name}: calibration must give detections"
+        assert_row_equals(result, row, expected)
 
 
 def test_pose_nms_and_max_people_limit_people(client: object, references: dict) -> None:

@@ -1,78 +1,79 @@
 """Turn one request's image bytes or raw frame into a checked uint8 HxWx3 BGR array.
 
-The image size is read from the file header, and images above the pixel limit are refused *before* decoding,
-so a tiny file that claims 30000x30000 pixels (a decompression bomb) costs nothing. Decoding uses OpenCV's
-``IMREAD_COLOR``: EXIF orientation is applied, grayscale and RGBA become BGR, 16-bit samples become 8-bit.
+The image size is read from the file header (Pillow, which parses headers lazily), and images above the pixel
+limit are refused *before* decoding, so a tiny file that claims 30000x30000 pixels (a decompression bomb) costs
+nothing. Decoding uses OpenCV's ``IMREAD_COLOR``: EXIF orientation is applied, grayscale and RGBA become BGR,
+16-bit samples become 8-bit.
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from rtmo.errors import InvalidInputError
 
 __all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_PIXELS", "decode_image", "header_size", "validate_frame"]
 
 DEFAULT_MAX_PIXELS = 50_000_000
-ACCEPTED_FORMATS = "JPEG, PNG or BMP"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_STANDALONE_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}
+ACCEPTED_FORMATS = "JPEG, PNG, BMP, WebP or TIFF"
+# Pillow plugin names of the formats whose header Pillow reads lazily; OpenCV decodes. Pillow's WebP plugin
+# allocates the whole canvas when it opens a file, so WebP headers are read by _webp_size instead.
+_PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "TIFF")
 
 
-def _jpeg_size(data: bytes, name: str) -> tuple[int, int]:
-    offset = 2
-    while offset + 4 <= len(data):
-        if data[offset] != 0xFF:
-            raise InvalidInputError(f"{name}: corrupt JPEG header (no marker at byte {offset}); send a valid JPEG")
-        marker = data[offset + 1]
-        if marker == 0xFF:  # fill byte
-            offset += 1
-            continue
-        if marker in _STANDALONE_MARKERS:
-            offset += 2
-            continue
-        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
-        if marker in _SOF_MARKERS:
-            if offset + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        offset += 2 + length
-    raise InvalidInputError(f"{name}: JPEG header is truncated or has no frame size; send a complete JPEG")
+def _webp_size(data: bytes, name: str) -> tuple[int, int]:
+    """Canvas size from a WebP's first chunk (RFC 9649: VP8X canvas, VP8L or VP8 key-frame header)."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    raise InvalidInputError(f"{name}: WEBP header is truncated or corrupt (no VP8/VP8L/VP8X size); send a complete WebP file")
 
 
 def header_size(data: bytes, name: str = "image") -> tuple[str, int, int]:
-    """Read ``(format, width, height)`` from an encoded image's header without decoding it.
+    """Read ``(format, width, height)`` from an encoded image's header without decoding its pixels.
 
     Args:
         data: the encoded file.
         name: input name used in error messages.
 
     Returns:
-        ``("jpeg" | "png" | "bmp", width, height)``.
+        ``("jpeg" | "png" | "bmp" | "webp" | "tiff", width, height)``.
 
     Raises:
-        InvalidInputError: empty data, an unsupported format, or a header too short to hold the size.
+        InvalidInputError: empty data, an unsupported format, or a header too short or corrupt to hold the size.
     """
     if not data:
         raise InvalidInputError(f"{name}: empty (0 bytes); send one encoded {ACCEPTED_FORMATS} image per batch row")
-    if data[:3] == b"\xff\xd8\xff":
-        return ("jpeg", *_jpeg_size(data, name))
-    if data[:8] == _PNG_SIGNATURE:
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise InvalidInputError(f"{name}: PNG header is truncated (no IHDR chunk); send a complete PNG")
-        width, height = struct.unpack(">II", data[16:24])
-        return "png", width, height
-    if data[:2] == b"BM" and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return "bmp", abs(width), abs(height)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ("webp", *_webp_size(data, name))
+    Image.init()  # registers the format plugins once
+    for plugin in _PILLOW_FORMATS:
+        # Pillow's plugin registry directly rather than Image.open: the pixel limit is ours (configurable, with an
+        # exact WxH message), and Image.open would apply Pillow's own global limit first.
+        factory, accept = Image.OPEN[plugin]
+        if accept is not None and accept(data[:16]) is not True:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. corrupt EXIF: OpenCV decides whether the pixels decode
+                header = factory(io.BytesIO(data), "")
+        except (OSError, SyntaxError, ValueError, IndexError, struct.error) as error:
+            raise InvalidInputError(
+                f"{name}: {plugin} header is truncated or corrupt ({error}); send a complete {ACCEPTED_FORMATS} file"
+            ) from None
+        width, height = header.size
+        return plugin.lower(), width, height
     raise InvalidInputError(
         f"{name}: not a supported image ({len(data)} bytes starting {data[:8].hex()}); accepted: {ACCEPTED_FORMATS}"
     )
@@ -92,7 +93,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     """Decode an encoded image into uint8 HxWx3 BGR, refusing oversized ones before decoding.
 
     Args:
-        data: the encoded JPEG, PNG or BMP file.
+        data: the encoded JPEG, PNG, BMP, WebP or TIFF file.
         max_pixels: largest accepted width x height.
         name: input name used in error messages.
 
@@ -113,7 +114,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     _check_complete(kind, data, name)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise InvalidInputError(f"{name}: {kind.upper()} could not be decoded (corrupt data); send a valid {ACCEPTED_FORMATS}")
+        raise InvalidInputError(f"{name}: {kind.upper()} could not be decoded (corrupt or truncated data); send a valid {ACCEPTED_FORMATS}")
     return np.ascontiguousarray(image)
 
 
