@@ -408,3 +408,22 @@ def test_postprocess_adapter_pads_outputs_and_refuses_bad_parameters(pb_utils: o
     assert first["keypoints"].shape == (2, 3, j, 2) and not first["keypoints"][1].any()
     assert responses[1].error.code == FakeError.INVALID_ARG and "nms_iou_threshold: got 2.0" in responses[1].error.message
     assert responses[2].error is None and 1 <= responses[2].tensors["num_people"][0, 0] <= 30
+
+
+def test_respond_each_answers_unexpected_failures_internal_without_details_and_logs_them(pb_utils: types.ModuleType) -> None:
+    from rtmo.serving.responses import respond_each
+
+    def run(request: FakeRequest) -> list:
+        if request.inputs.get("fail") == "bug":
+            raise KeyError("secret internals")
+        if request.inputs.get("fail") == "input":
+            raise InvalidInputError("image: empty (0 bytes)")
+        return [FakeTensor("out", np.ones(2))]
+
+    FakeLogger.messages.clear()
+    responses = respond_each([FakeRequest({}), FakeRequest({"fail": "bug"}), FakeRequest({"fail": "input"}), FakeRequest({})],
+                             run, step="preprocess", pb_utils=pb_utils)
+    assert [r.error is None for r in responses] == [True, False, False, True]
+    assert responses[1].error.code == FakeError.INTERNAL and responses[1].error.message == "preprocess: internal error; see the server log"
+    assert responses[2].error.code == FakeError.INVALID_ARG and responses[2].error.message == "image: empty (0 bytes)"
+    assert any("secret internals" in message for message in FakeLogger.messages)

@@ -12,10 +12,10 @@ try:
 except ModuleNotFoundError:  # the stub's embedded interpreter ignores PYTHONPATH; honour it for source checkouts
     sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
 
-from rtmo.errors import InvalidInputError
 from rtmo.pose_nms import nearby_joints_nms
 from rtmo.processing import DCCWeights, Letterbox, postprocess
 from rtmo.serving.requests import pack_poses, parse_parameters, select
+from rtmo.serving.responses import respond_each
 
 CANDIDATES = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
 POSE_NMS_MAX_PEOPLE = 30  # MMPose's nearby_joints_nms max_dets
@@ -32,19 +32,7 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                outputs = self._run(request)
-            except InvalidInputError as error:
-                responses.append(_error(str(error), pb_utils.TritonError.INVALID_ARG))
-            except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
-                self.logger.log_error(f"postprocess failed: {error!r}")
-                responses.append(_error("postprocess: internal error; see the server log", pb_utils.TritonError.INTERNAL))
-            else:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names]))
-        return responses
+        return respond_each(requests, self._run, step="postprocess", pb_utils=pb_utils)
 
     def _run(self, request):
         params = parse_parameters(request.parameters())
@@ -66,8 +54,5 @@ class TritonPythonModel:
                     f"all {len(inputs[0][row])} candidates passed score_threshold {params.score_threshold}: "
                     "people beyond the engine's top_k may be missing; raise the threshold or re-export with a larger top_k")
             results.append(poses)
-        return pack_poses(results, num_keypoints=self.num_keypoints)
-
-
-def _error(message, code):
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+        outputs = pack_poses(results, num_keypoints=self.num_keypoints)
+        return [pb_utils.Tensor(name, outputs[name]) for name in self.output_names]

@@ -16,6 +16,7 @@ from rtmo.errors import InvalidInputError
 from rtmo.processing import letterbox
 from rtmo.serving.decode import DEFAULT_MAX_PIXELS, decode_image, validate_frame
 from rtmo.serving.requests import parse_parameters
+from rtmo.serving.responses import respond_each
 
 
 class TritonPythonModel:
@@ -25,21 +26,9 @@ class TritonPythonModel:
         size = int(parameters.get("input_size", "640"))
         self.input_size = (size, size)
         self.max_pixels = int(parameters.get("max_image_pixels", DEFAULT_MAX_PIXELS))
-        self.logger = pb_utils.Logger
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                outputs = self._run(request)
-            except InvalidInputError as error:
-                responses.append(_error(str(error), pb_utils.TritonError.INVALID_ARG))
-            except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
-                self.logger.log_error(f"preprocess failed: {error!r}")
-                responses.append(_error("preprocess: internal error; see the server log", pb_utils.TritonError.INTERNAL))
-            else:
-                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
-        return responses
+        return respond_each(requests, self._run, step="preprocess", pb_utils=pb_utils)
 
     def _run(self, request):
         parse_parameters(request.parameters())  # refuse bad parameters before the engine runs
@@ -63,7 +52,3 @@ def _as_bytes(value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     raise InvalidInputError(f"image: got {type(value).__name__}; accepted: BYTES holding an encoded image")
-
-
-def _error(message, code):
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
