@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,loadtest]"
 	touch $(STAMP)
 
 serve: install
@@ -21,6 +21,7 @@ serve: install
 
 # Parity tests build MMPose's own environment (about 1.5 minutes, once) and compare against it.
 test: install
+	bash loadtest/install_perf_analyzer.sh $(VENV) > /dev/null
 	$(BIN)/python -m pytest
 
 mmpose-ref:
