@@ -9,12 +9,14 @@ precision="${RTMO_PRECISION:-fp16}"
 max_batch="${RTMO_MAX_BATCH_SIZE:-8}"
 top_k="${RTMO_TOP_K:-256}"
 workspace_gib="${RTMO_WORKSPACE_GIB:-4}"
-repository=/models/repository
-work=/models/work
+models="${RTMO_MODELS_DIR:-/models}"          # the compose volume
+templates="${RTMO_TEMPLATES:-/opt/rtmo/model_repository}"
+repository="$models/repository"
+work="$models/work"
 
 # The image's templates win over an older copy in the volume; built artifacts in the volume stay.
 mkdir -p "$repository" "$work"
-cp -r /opt/rtmo/model_repository/. "$repository/"
+cp -r "$templates/." "$repository/"
 
 if python3 -m rtmo.build.reuse --export-dir "$work/export" --checkpoint "$checkpoint" --precision "$precision" \
         --max-batch-size "$max_batch" --top-k "$top_k"; then
