@@ -254,6 +254,24 @@ def test_engine_build_entrypoint_copies_templates_and_stops_without_building_on_
     assert not (tmp_path / "models" / "work" / "export").exists()
 
 
+@pytest.mark.slow
+def test_engine_build_entrypoint_builds_with_the_environment_settings_when_no_plan_matches(tmp_path: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed here, so the build would really run; this checks the path without it")
+    except ImportError:
+        pass
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RTMO_MODELS_DIR": str(tmp_path / "models"),
+           "RTMO_TEMPLATES": str(ROOT / "model_repository"), "RTMO_CHECKPOINT": "random:tiny", "RTMO_TOP_K": "64"}
+    result = subprocess.run(["bash", str(DOCKER / "engine-build" / "entrypoint.sh")], capture_output=True, text=True, env=env)
+    # No earlier plan -> the full build ran: the export used RTMO_TOP_K, then the engine stage refused to go on.
+    assert "building a new plan" in result.stderr
+    assert json.loads((tmp_path / "models" / "work" / "export" / "metadata.json").read_text())["top_k"] == 64
+    assert result.returncode == 2 and "needs the `tensorrt` Python package" in result.stderr
+    assert "ready for tritonserver" not in result.stdout
+
+
 # --- one repository layout for both targets --------------------------------------------------------------------------
 
 
