@@ -1,0 +1,208 @@
+"""A fake ``tritonclient.grpc`` transport for unit tests (no server): records requests, answers from a handler."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
+
+KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+                  "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                  "right_ankle"]
+SKELETON = [[15, 13], [13, 11], [5, 6], [5, 7], [7, 9]]
+J = len(KEYPOINT_NAMES)
+
+
+def model_config(name: str = "rtmo", *, keypoint_names: list[str] = KEYPOINT_NAMES) -> dict[str, Any]:
+    import json
+
+    parameters = {
+        "keypoint_names": json.dumps(keypoint_names), "skeleton": json.dumps(SKELETON), "input_size": "416",
+        "checkpoint": "random:tiny-calibrated", "checkpoint_sha256": "random", "top_k": "256",
+    }
+    return {"config": {"name": name, "max_batch_size": 8, "parameters": {k: {"string_value": v} for k, v in parameters.items()}}}
+
+
+def error(status: str, message: str = "boom") -> InferenceServerException:
+    return InferenceServerException(msg=message, status=f"StatusCode.{status}")
+
+
+@dataclass
+class Request:
+    """One ``infer`` call as the server would see it."""
+
+    model: str
+    input_name: str
+    datatype: str
+    shape: list[int]
+    rows: list[Any]  # bytes per row (BYTES), or None for frames
+    array: np.ndarray | None  # the uint8 frame batch (from the body or the shared memory region)
+    shm_region: str | None
+    parameters: dict[str, Any] | None
+    client_timeout: float | None
+    headers: dict[str, str] | None
+
+
+class FakeResult:
+    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
+        self.outputs = outputs
+
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        return self.outputs.get(name)
+
+
+def outputs_for(counts: list[int], *, truncated: list[bool] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Padded outputs as the ensemble returns them, with ``counts[row]`` people per row; values encode (row, person)."""
+    rows, n = len(counts), max(counts, default=0)
+    boxes = np.zeros((rows, n, 4), np.float32)
+    box_scores = np.zeros((rows, n), np.float32)
+    keypoints = np.zeros((rows, n, J, 2), np.float32)
+    keypoint_scores = np.zeros((rows, n, J), np.float32)
+    for row, count in enumerate(counts):
+        for i in range(count):
+            base = 100.0 * row + 10.0 * i + seed
+            boxes[row, i] = [base, base + 1, base + 50, base + 80]
+            box_scores[row, i] = 0.9 - 0.1 * i
+            keypoints[row, i, :, 0] = base + np.arange(J)
+            keypoints[row, i, :, 1] = base + 2 * np.arange(J)
+            keypoint_scores[row, i] = np.linspace(0.2, 0.95, J, dtype=np.float32)
+    return {
+        "boxes": boxes, "box_scores": box_scores, "keypoints": keypoints, "keypoint_scores": keypoint_scores,
+        "num_people": np.array(counts, np.int32).reshape(rows, 1),
+        "truncated": np.array(truncated or [False] * rows).reshape(rows, 1),
+    }
+
+
+def people_by_row_count(request: Request) -> FakeResult:
+    """Default handler: row r of a request has r + 1 people."""
+    return FakeResult(outputs_for([row + 1 for row in range(request.shape[0])]))
+
+
+@dataclass
+class FakeTransport:
+    """Implements :class:`rtmo_client.transport.SyncTransport`; ``failures`` are raised by the next calls first."""
+
+    handler: Callable[[Request], FakeResult] = people_by_row_count
+    failures: list[InferenceServerException] = field(default_factory=list)
+    ready_answers: list[Any] = field(default_factory=list)  # per is_server_ready poll: True/False or an exception
+    requests: list[Request] = field(default_factory=list)
+    registered: dict[str, tuple[str, int]] = field(default_factory=dict)
+    register_error: InferenceServerException | None = None
+    calls: list[str] = field(default_factory=list)
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _fail_first(self, call: str) -> None:
+        with self.lock:
+            self.calls.append(call)
+            failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+
+    def decode(self, model: str, inputs: list[Any], **kwargs: Any) -> Request:
+        (tensor,) = inputs
+        content = tensor._get_content()
+        parameters = tensor._get_tensor().parameters
+        region = parameters["shared_memory_region"].string_param if "shared_memory_region" in parameters else None
+        rows: list[Any] = []
+        array = None
+        if tensor.datatype() == "BYTES":
+            rows = list(deserialize_bytes_tensor(content))
+        elif region is not None:
+            size = parameters["shared_memory_byte_size"].int64_param
+            memory = shared_memory.SharedMemory(name=self.registered[region][0].lstrip("/"))
+            try:
+                array = np.frombuffer(bytes(memory.buf[:size]), np.uint8).reshape(tensor.shape())
+            finally:
+                memory.close()
+        else:
+            array = np.frombuffer(content, np.uint8).reshape(tensor.shape())
+        return Request(model, tensor.name(), tensor.datatype(), list(tensor.shape()), rows, array, region,
+                       kwargs.get("parameters"), kwargs.get("client_timeout"), kwargs.get("headers"))
+
+    def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> FakeResult:
+        self._fail_first("infer")
+        request = self.decode(model_name, inputs, **kwargs)
+        with self.lock:
+            self.requests.append(request)
+        return self.handler(request)
+
+    def is_server_ready(self, **kwargs: Any) -> bool:
+        self.calls.append("is_server_ready")
+        answer = self.ready_answers.pop(0) if self.ready_answers else True
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    def is_model_ready(self, model_name: str, **kwargs: Any) -> bool:
+        self.calls.append(f"is_model_ready:{model_name}")
+        return True
+
+    def get_model_config(self, model_name: str, **kwargs: Any) -> dict[str, Any]:
+        self._fail_first(f"get_model_config:{model_name}")
+        return model_config(model_name)
+
+    def get_server_metadata(self, **kwargs: Any) -> dict[str, Any]:
+        self._fail_first("get_server_metadata")
+        return {"name": "triton", "version": "2.51.0", "extensions": ["system_shared_memory"]}
+
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int, **kwargs: Any) -> None:
+        self.calls.append(f"register:{name}")
+        if self.register_error is not None:
+            raise self.register_error
+        self.registered[name] = (key, byte_size)
+
+    def unregister_system_shared_memory(self, name: str = "", **kwargs: Any) -> None:
+        self.calls.append(f"unregister:{name}")
+        self.registered.pop(name, None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeAsyncTransport:
+    """The same fake behind awaitables (implements :class:`rtmo_client.transport.AsyncTransport`)."""
+
+    def __init__(self, sync: FakeTransport | None = None, *, delay_s: Callable[[Request], float] | None = None) -> None:
+        self.sync = sync or FakeTransport()
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> FakeResult:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            request = self.sync.decode(model_name, inputs, **kwargs)
+            if self.delay_s is not None:
+                await asyncio.sleep(self.delay_s(request))
+            return self.sync.infer(model_name, inputs, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+    async def is_server_ready(self, **kwargs: Any) -> bool:
+        return self.sync.is_server_ready(**kwargs)
+
+    async def is_model_ready(self, model_name: str, **kwargs: Any) -> bool:
+        return self.sync.is_model_ready(model_name, **kwargs)
+
+    async def get_model_config(self, model_name: str, **kwargs: Any) -> dict[str, Any]:
+        return self.sync.get_model_config(model_name, **kwargs)
+
+    async def get_server_metadata(self, **kwargs: Any) -> dict[str, Any]:
+        return self.sync.get_server_metadata(**kwargs)
+
+    async def register_system_shared_memory(self, name: str, key: str, byte_size: int, **kwargs: Any) -> None:
+        self.sync.register_system_shared_memory(name, key, byte_size, **kwargs)
+
+    async def unregister_system_shared_memory(self, name: str = "", **kwargs: Any) -> None:
+        self.sync.unregister_system_shared_memory(name, **kwargs)
+
+    async def close(self) -> None:
+        self.sync.close()
