@@ -372,3 +372,18 @@ def test_compose_triton_flags_start_triton_251_whose_metrics_feed_every_dashboar
     assert missing == {"nv_gpu_utilization", "nv_gpu_memory_used_bytes"}, f"not exposed by Triton 2.51: {missing}"  # GPU hosts only
     target = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())["scrape_configs"][0]["static_configs"][0]["targets"]
     assert target == ["triton:8002"]
+
+
+def test_every_file_the_compose_file_and_dockerfiles_use_exists() -> None:
+    services = compose()["services"]
+    used = {arg.split("=", 1)[1] for s in services.values() for arg in s.get("command", []) if str(arg).startswith("--locustfile=")}
+    used |= {volume.split(":")[0] for s in services.values() for volume in s.get("volumes", [])
+             if volume.startswith("./") and not volume.startswith("./artifacts/")}
+    used |= {s["build"]["dockerfile"] for s in services.values() if "build" in s}
+    for dockerfile in DOCKERFILES:
+        for sources in re.findall(r"^COPY (.+) \S+$", dockerfile.read_text(), re.M):
+            used |= set(sources.split())
+    used |= set(re.findall(r"python3 (\S+\.py)", (DOCKER / "perf" / "run_perf.sh").read_text()))
+    missing = sorted(path for path in used if not (ROOT / path).exists())
+    assert not missing, f"referenced but missing: {missing}"
+    assert {"loadtest/locustfile.py", "client", "loadtest/perf_input_data.py", "tests/data/photos"} <= used
