@@ -355,12 +355,14 @@ def test_compose_triton_flags_start_triton_251_whose_metrics_feed_every_dashboar
     import tritonclient.grpc as grpcclient
 
     from rtmo.checkpoint import cache_dir
-    from rtmo.serving.tritonserver import TritonServer, free_port
+    from rtmo.serving.tritonserver import TritonServer
+    from rtmo_serving import distinct_ports
 
     command = compose()["services"]["triton"]["command"]
     flags = [arg for arg in command[1:] if not arg.startswith(("--model-repository=", "--model-config-name="))]
-    server = TritonServer(model_repository=_identity_repository(tmp_path / "repo"), grpc_port=free_port(), http_port=free_port(),
-                          metrics_port=free_port(), extra_args=flags, cache_dir=cache_dir() / "tritonserver", startup_timeout_s=60)
+    grpc_port, http_port, metrics_port = distinct_ports(3)
+    server = TritonServer(model_repository=_identity_repository(tmp_path / "repo"), grpc_port=grpc_port, http_port=http_port,
+                          metrics_port=metrics_port, extra_args=flags, cache_dir=cache_dir() / "tritonserver", startup_timeout_s=60)
     with server:
         client = grpcclient.InferenceServerClient(server.urls.grpc)
         assert client.get_server_metadata().version == "2.51.0"  # the Triton of tritonserver:24.10-py3 (docker/versions.md)
