@@ -216,7 +216,7 @@ def test_stream_keeps_input_order_bounds_requests_in_flight_and_reads_lazily() -
     client, _ = make(FakeTransport(handler=slow_handler))
     results = client.stream(source(), max_in_flight=3)
     first = next(results)
-    assert state["pulled"] <= 4  # back-pressure: 3 in flight, plus the one waiting for room
+    assert state["pulled"] <= 2 * 3 + 1  # back-pressure: at most 6 held (3 unanswered), plus the one waiting for room
     counts = [len(first)] + [len(r) for r in results]
     assert counts == [i % 4 for i in range(20)]
     assert state["peak"] <= 3
@@ -297,3 +297,22 @@ def test_closed_client_refuses_calls_and_close_is_idempotent() -> None:
 def test_certificates_without_ssl_are_refused() -> None:
     with pytest.raises(ValueError, match="ssl=True"):
         rtmo_client.Client("fake:1", root_certificates=b"pem", transport=FakeTransport())
+
+
+def test_a_slow_request_does_not_stall_the_others_up_to_twice_max_in_flight() -> None:
+    started: list[int] = []
+    started_while_head_ran: list[int] = []
+
+    def handler(request: Request) -> FakeResult:
+        index = int(request.rows[0].decode())
+        started.append(index)
+        if index == 0:
+            time.sleep(0.3)
+            started_while_head_ran.extend(started)
+        return FakeResult(outputs_for([index % 3]))
+
+    client, _ = make(FakeTransport(handler=handler))
+    results = list(client.stream((str(i).encode() for i in range(10)), max_in_flight=2))
+    assert [len(r) for r in results] == [i % 3 for i in range(10)]
+    # Requests 1, 2, 3 ran in the second slot while 0 was slow, until 2 * max_in_flight results were held.
+    assert sorted(started_while_head_ran) == [0, 1, 2, 3]

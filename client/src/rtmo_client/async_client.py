@@ -212,13 +212,13 @@ class AsyncClient:
             async for image in _aiter(images):
                 run = batcher.add(to_payload(image, channels=channels, name=f"images[{index}]"))
                 index += 1
-                if run is None:
-                    continue
-                if len(pending) == max_in_flight:
-                    for result in await pending.popleft():
+                if run is not None:
+                    async for result in _make_room(pending, max_in_flight):
                         yield result
-                pending.append(asyncio.ensure_future(self._run(run, parameters, timeout_s)))
+                    pending.append(asyncio.ensure_future(self._run(run, parameters, timeout_s)))
             if (run := batcher.flush()) is not None:
+                async for result in _make_room(pending, max_in_flight):
+                    yield result
                 pending.append(asyncio.ensure_future(self._run(run, parameters, timeout_s)))
             while pending:
                 for result in await pending.popleft():
@@ -307,3 +307,15 @@ async def _aiter(images: Iterable[ImageInput] | AsyncIterable[ImageInput]) -> As
     else:
         for image in images:
             yield image
+
+
+async def _make_room(pending: deque[asyncio.Task[list[PoseResult]]], max_in_flight: int) -> AsyncIterator[PoseResult]:
+    """Yield finished results at the head of ``pending`` until another request may be sent (see ``client._make_room``)."""
+    while True:
+        while pending and pending[0].done():
+            for result in pending.popleft().result():
+                yield result
+        unanswered = [task for task in pending if not task.done()]
+        if len(unanswered) < max_in_flight and len(pending) < 2 * max_in_flight:
+            return
+        await asyncio.wait(unanswered, return_when=asyncio.FIRST_COMPLETED)

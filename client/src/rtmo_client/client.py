@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -243,10 +243,11 @@ class Client:
     ) -> Iterator[PoseResult]:
         """Results for many images (a video, a camera, a directory), in input order, with bounded requests in flight.
 
-        ``images`` is read lazily: at most ``max_in_flight`` requests of ``batch_size`` images are pending, and the
-        next image is read only when the caller takes a result, so a slow consumer slows the reading
-        (back-pressure). See :mod:`rtmo_client.sources` for video, camera and directory iterators. An error stops
-        the stream at the image that caused it, after the results before it.
+        ``images`` is read lazily: at most ``max_in_flight`` requests of ``batch_size`` images await an answer, and
+        at most ``2 * max_in_flight`` answered ones wait for an earlier, slower one; past that the next image is
+        read only when the caller takes a result, so a slow consumer slows the reading (back-pressure). See
+        :mod:`rtmo_client.sources` for video, camera and directory iterators. An error stops the stream at the
+        image that caused it, after the results before it.
 
         Args:
             images: Images as :meth:`estimate` takes them.
@@ -275,13 +276,11 @@ class Client:
         with ThreadPoolExecutor(max_in_flight, thread_name_prefix="rtmo-client-stream") as pool:
             try:
                 for payload in payloads:
-                    run = batcher.add(payload)
-                    if run is None:
-                        continue
-                    if len(pending) == max_in_flight:
-                        yield from pending.popleft().result()
-                    pending.append(pool.submit(self._run, run, parameters, timeout_s))
+                    if (run := batcher.add(payload)) is not None:
+                        yield from _make_room(pending, max_in_flight)
+                        pending.append(pool.submit(self._run, run, parameters, timeout_s))
                 if (run := batcher.flush()) is not None:
+                    yield from _make_room(pending, max_in_flight)
                     pending.append(pool.submit(self._run, run, parameters, timeout_s))
                 while pending:
                     yield from pending.popleft().result()
@@ -355,3 +354,18 @@ class Client:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _make_room(pending: deque[Future[list[PoseResult]]], max_in_flight: int) -> Iterator[PoseResult]:
+    """Yield finished results at the head of ``pending`` until another request may be sent.
+
+    A request may go when fewer than ``max_in_flight`` are unanswered and fewer than ``2 * max_in_flight`` results
+    are held: answers that overtook a slower earlier request wait in order without stalling the others.
+    """
+    while True:
+        while pending and pending[0].done():
+            yield from pending.popleft().result()
+        unanswered = [future for future in pending if not future.done()]
+        if len(unanswered) < max_in_flight and len(pending) < 2 * max_in_flight:
+            return
+        wait(unanswered, return_when=FIRST_COMPLETED)
