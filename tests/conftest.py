@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmpose_reference import build_reference_environment, run_reference
 from rtmo.serving.tritonserver import TritonServer
 from rtmo_serving import calibrated_model, serve_model
 
@@ -45,3 +46,31 @@ def rtmo_server(served_model: torch.nn.Module, tmp_path_factory: pytest.TempPath
     """One real tritonserver for the session with the rtmo and rtmo_frames ensembles; do not stop or reconfigure it."""
     with serve_model(served_model, tmp_path_factory.mktemp("rtmo-serving")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mmpose_python() -> Path:
+    """MMPose's reference interpreter; builds its environment on first use (about 1.5 minutes)."""
+    return build_reference_environment()
+
+
+# MMPose's make-checkpoint calibrates on these: several people on the first, at least 3 on every one.
+CALIBRATION_PHOTOS = (PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg")
+
+
+@pytest.fixture(scope="session")
+def mmpose_checkpoint(mmpose_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], tuple[Path, dict]]:
+    """``(dataset, size) -> (path, make-checkpoint's report)``: calibrated random-weight checkpoints made by MMPose's
+    code, once per session (t and s on both calibration photos, m and l on the first only)."""
+    made: dict[tuple[str, str], tuple[Path, dict]] = {}
+
+    def make(dataset: str, size: str) -> tuple[Path, dict]:
+        if (dataset, size) not in made:
+            path = tmp_path_factory.mktemp(f"mmpose-{dataset}-{size}") / "ckpt.pth"
+            photos = CALIBRATION_PHOTOS if size in ("t", "s") else CALIBRATION_PHOTOS[:1]
+            report = run_reference(mmpose_python, "make-checkpoint", "--dataset", dataset, "--size", size, "--out", str(path),
+                                   "--calib-image", *map(str, photos), "--seed", "0", "--threads", str(torch.get_num_threads()))
+            made[(dataset, size)] = path, report
+        return made[(dataset, size)]
+
+    return make

@@ -7,9 +7,6 @@ different aspect ratios.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,48 +16,28 @@ import pytest
 import torch
 
 import rtmo
+from mmpose_reference import run_reference
 from rtmo.processing import letterbox
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
-HERE = Path(__file__).parent
-REPO = HERE.parent
-PHOTOS = HERE / "data" / "photos"
-CALIB = [PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg"]
+PHOTOS = Path(__file__).parent / "data" / "photos"
 # Landscape 640x429 (five people), portrait 334x512, landscape 640x480.
 COMPARE = [PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg", PHOTOS / "103319.jpg"]
 
 
-@pytest.fixture(scope="session")
-def mmpose_python() -> Path:
-    """The reference interpreter; builds the environment on first use (about 1.5 minutes)."""
-    venv = Path(os.environ.get("RTMO_MMPOSE_VENV", REPO / ".mmpose-ref-venv"))
-    result = subprocess.run(["bash", str(HERE / "mmpose_ref" / "setup_venv.sh"), str(venv)], capture_output=True, text=True)
-    assert result.returncode == 0, f"MMPose reference environment setup failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return venv / "bin" / "python"
-
-
-def _reference(python: Path, *args: str) -> dict:
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONPATH": ""}
-    result = subprocess.run([str(python), str(HERE / "mmpose_ref" / "run_reference.py"), *args], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, f"run_reference.py {args[0]} failed:\n{result.stderr[-4000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module", params=[("body7", "t"), ("body7", "s"), ("crowdpose", "s"), ("body7", "m"), ("body7", "l")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
-def reference_run(request, mmpose_python, tmp_path_factory):
+def reference_run(request, mmpose_python, mmpose_checkpoint, tmp_path_factory):
     dataset, size = request.param
     tmp = tmp_path_factory.mktemp(f"{dataset}-{size}")
-    calib = CALIB if size in ("t", "s") else CALIB[:1]  # m and l: fewer calibration passes, raw outputs only
-    made = _reference(mmpose_python, "make-checkpoint", "--dataset", dataset, "--size", size, "--out", str(tmp / "ckpt.pth"),
-                      "--calib-image", *map(str, calib), "--seed", "0", "--threads", str(torch.get_num_threads()))
+    checkpoint, made = mmpose_checkpoint(dataset, size)  # m and l: fewer calibration passes, raw outputs only
     images = COMPARE if size in ("t", "s") else COMPARE[:1]
-    _reference(mmpose_python, "predict", "--dataset", dataset, "--size", size, "--checkpoint", str(tmp / "ckpt.pth"),
-               "--images", *map(str, images), "--out", str(tmp / "ref.npz"))
+    run_reference(mmpose_python, "predict", "--dataset", dataset, "--size", size, "--checkpoint", str(checkpoint),
+                  "--images", *map(str, images), "--out", str(tmp / "ref.npz"))
     with np.load(tmp / "ref.npz") as data:
         ref = {k: data[k] for k in data.files}
-    return size, made, tmp / "ckpt.pth", images, ref
+    return size, made, checkpoint, images, ref
 
 
 def test_mmpose_checkpoint_loads_strictly_with_inferred_config(reference_run):

@@ -21,6 +21,14 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       input, raw per-level head outputs and final pred_instances (npz keys in
       predict()).
 
+  coco-metric --annotations ANN.json --predictions P.json|P.npz
+              [--iou-type keypoints|keypoints_crowd]
+      Score predictions with MMPose's own CocoMetric configured as the RTMO
+      configs configure it (score_mode='bbox', nms_mode='none'; CrowdPose:
+      iou_type='keypoints_crowd', use_area=False). P.json: COCO keypoint
+      results ([x, y, score] triplets, person score); P.npz: predict's output,
+      images matched to annotation file names.
+
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
@@ -787,6 +795,79 @@ def cmd_bench(args):
 
 
 # --------------------------------------------------------------------------
+# coco-metric
+# --------------------------------------------------------------------------
+def _instances_from_results(results, num_keypoints):
+    """COCO keypoint results -> per image_id pred_instances as CocoMetric receives them."""
+    by_image = {}
+    for r in results:
+        kpts = np.asarray(r['keypoints'], np.float32).reshape(num_keypoints, 3)
+        by_image.setdefault(int(r['image_id']), []).append((kpts, float(r['score'])))
+    out = {}
+    for image_id, people in by_image.items():
+        out[image_id] = dict(
+            keypoints=np.stack([k[:, :2] for k, _ in people]),
+            keypoint_scores=np.stack([k[:, 2] for k, _ in people]),
+            bbox_scores=np.asarray([s for _, s in people], np.float32))
+    return out
+
+
+def _instances_from_predict(npz, file_ids):
+    out = {}
+    for i in range(int(npz['num_images'])):
+        p = f'img{i}_'
+        name = os.path.basename(str(npz[p + 'img_path']))
+        if name not in file_ids:
+            continue
+        out[file_ids[name]] = dict(
+            keypoints=npz[p + 'keypoints'], keypoint_scores=npz[p + 'keypoint_scores'],
+            bboxes=npz[p + 'bboxes'], bbox_scores=npz[p + 'bbox_scores'])
+    return out
+
+
+def cmd_coco_metric(args):
+    import tempfile
+
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    from mmpose.evaluation.metrics import CocoMetric
+
+    ann = json.loads(Path(args.annotations).read_text())
+    num_keypoints = len(ann['categories'][0]['keypoints'])
+    crowd = args.iou_type == 'keypoints_crowd'
+    meta = parse_pose_metainfo(dict(from_file='configs/_base_/datasets/' + ('crowdpose.py' if crowd else 'coco.py')))
+    file_ids = {img['file_name']: int(img['id']) for img in ann['images']}
+    if args.predictions.endswith('.npz'):
+        instances = _instances_from_predict(np.load(args.predictions), file_ids)
+    else:
+        instances = _instances_from_results(json.loads(Path(args.predictions).read_text()), num_keypoints)
+    with tempfile.TemporaryDirectory() as tmp:
+        metric = CocoMetric(ann_file=args.annotations, score_mode='bbox', nms_mode='none', iou_type=args.iou_type,
+                            use_area=not crowd, outfile_prefix=os.path.join(tmp, 'eval'))
+        metric.dataset_meta = meta
+        ann_ids = {}
+        for a in ann['annotations']:
+            ann_ids.setdefault(int(a['image_id']), []).append(int(a['id']))
+        samples = []
+        for image_id in file_ids.values():
+            pred = instances.get(image_id, dict(
+                keypoints=np.zeros((0, num_keypoints, 2), np.float32),
+                keypoint_scores=np.zeros((0, num_keypoints), np.float32), bbox_scores=np.zeros((0,), np.float32)))
+            # bottom-up samples carry the list of their annotation ids (CocoDataset data_mode='bottomup'); a list
+            # also tells CocoMetric not to de-duplicate the image's instances by id
+            samples.append(dict(id=ann_ids.get(image_id, []), img_id=image_id, category_id=1, pred_instances=pred,
+                                gt_instances={}))
+        metric.process([], samples)
+        stdout = sys.stdout
+        sys.stdout = sys.stderr  # the COCO API prints its table; our stdout is one JSON line
+        try:
+            stats = metric.compute_metrics(metric.results)
+        finally:
+            sys.stdout = stdout
+    print(json.dumps(dict(stats={k: float(v) for k, v in stats.items()},
+                          images=len(file_ids), predicted_images=len(instances))))
+
+
+# --------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -830,8 +911,13 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--iters', type=int, default=10)
     p.add_argument('--warmup', type=int, default=2)
+    p = sub.add_parser('coco-metric')
+    p.add_argument('--annotations', required=True)
+    p.add_argument('--predictions', required=True)
+    p.add_argument('--iou-type', choices=['keypoints', 'keypoints_crowd'], default='keypoints')
     args = ap.parse_args(argv)
     dict(check=cmd_check, **{
+        'coco-metric': cmd_coco_metric,
         'count-params': cmd_count_params,
         'make-checkpoint': cmd_make_checkpoint,
         'predict': cmd_predict,
