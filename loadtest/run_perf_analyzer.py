@@ -105,13 +105,16 @@ def summarize(row: dict[str, float | None]) -> dict[str, Any]:
 
 def perf_command(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input_data_path: Path, csv_path: Path,
                  metrics_url: str | None, measurement_interval_ms: int, stability_percentage: float,
-                 max_trials: int) -> list[str]:
+                 max_trials: int, measurement_request_count: int | None = None) -> list[str]:
     command = [
         str(pa.binary), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
         "--input-data", str(input_data_path), "--concurrency-range", f"{concurrency}:{concurrency}",
-        "--measurement-interval", str(measurement_interval_ms), "-s", str(stability_percentage), "-r", str(max_trials),
-        "-f", str(csv_path), "--verbose-csv",
+        "-s", str(stability_percentage), "-r", str(max_trials), "-f", str(csv_path), "--verbose-csv",
     ]
+    if measurement_request_count is None:
+        command += ["--measurement-interval", str(measurement_interval_ms)]
+    else:  # windows of a fixed number of requests: stable even when a request takes longer than a short time window
+        command += ["--measurement-mode", "count_windows", "--measurement-request-count", str(measurement_request_count)]
     if metrics_url:
         command += ["--collect-metrics", "--metrics-url", metrics_url, "--metrics-interval", str(max(measurement_interval_ms // 2, 100))]
     return command
@@ -119,7 +122,7 @@ def perf_command(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, in
 
 def run_point(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input_data_path: Path, out_dir: Path,
               metrics_url: str | None = None, measurement_interval_ms: int = 5000, stability_percentage: float = 10.0,
-              max_trials: int = 10, timeout_s: float = 600.0) -> dict[str, Any]:
+              max_trials: int = 10, measurement_request_count: int | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
     """One perf_analyzer run at one concurrency; its CSV summary plus each model's Triton statistics of the run.
 
     Raises:
@@ -130,7 +133,8 @@ def run_point(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input
     csv_path = out_dir / f"{model}_c{concurrency}.csv"
     command = perf_command(pa, url=url, model=model, concurrency=concurrency, input_data_path=input_data_path, csv_path=csv_path,
                            metrics_url=metrics_url, measurement_interval_ms=measurement_interval_ms,
-                           stability_percentage=stability_percentage, max_trials=max_trials)
+                           stability_percentage=stability_percentage, max_trials=max_trials,
+                           measurement_request_count=measurement_request_count)
     stats_client = grpcclient.InferenceServerClient(url)
     before = snapshot(stats_client)
     try:
@@ -182,11 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--measurement-interval-ms", type=int, default=5000)
     parser.add_argument("--stability-percentage", type=float, default=10.0)
     parser.add_argument("--max-trials", type=int, default=10)
+    parser.add_argument("--measurement-request-count", type=int, default=None,
+                        help="count windows of this many requests instead of --measurement-interval time windows")
     args = parser.parse_args(argv)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="rtmo-perf-"))
     results = sweep(url=args.url, models=args.models, concurrency=args.concurrency, photos=load_photos(args.photos),
                     out_dir=out_dir, metrics_url=args.metrics_url, measurement_interval_ms=args.measurement_interval_ms,
-                    stability_percentage=args.stability_percentage, max_trials=args.max_trials)
+                    stability_percentage=args.stability_percentage, max_trials=args.max_trials,
+                    measurement_request_count=args.measurement_request_count)
     print(format_table(results))
     print(json.dumps({"tool": "perf_analyzer", "url": args.url, "out_dir": str(out_dir), "results": results}))
     return 0
