@@ -176,15 +176,12 @@ def decode_result(result: InferResultLike, payloads: Sequence[Payload], info: Mo
     names = keypoint_names_for(info, int(keypoints.shape[2]) if keypoints.ndim == 4 else 0)
     results = []
     for row, payload in enumerate(payloads):
+        n = int(num_people[row])
+        # tolist() converts a row at once: per-element float() dominated the client's time with many people.
         people = [
-            Person(
-                box=(float(boxes[row, i, 0]), float(boxes[row, i, 1]), float(boxes[row, i, 2]), float(boxes[row, i, 3])),
-                score=float(box_scores[row, i]),
-                keypoints=keypoints[row, i],
-                keypoint_scores=keypoint_scores[row, i],
-                keypoint_names=names,
-            )
-            for i in range(int(num_people[row]))
+            Person(box=(b[0], b[1], b[2], b[3]), score=score, keypoints=points, keypoint_scores=point_scores, keypoint_names=names)
+            for b, score, points, point_scores in zip(boxes[row, :n].tolist(), box_scores[row, :n].tolist(), keypoints[row, :n],
+                                                      keypoint_scores[row, :n])
         ]
         results.append(PoseResult(people=people, image_size=payload.size, truncated=bool(truncated[row])))
     return results

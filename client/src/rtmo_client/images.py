@@ -3,12 +3,13 @@
 Accepted images:
 
 - a path (``str`` or ``os.PathLike``): the file's bytes are sent as they are;
-- ``bytes`` (also ``bytearray``, ``memoryview``): one encoded JPEG, PNG or BMP file, sent as it is;
+- ``bytes`` (also ``bytearray``, ``memoryview``): one encoded image file (JPEG, PNG, BMP, or any other format the
+  server decodes), sent as it is;
 - a NumPy ``uint8`` array of shape ``(H, W, 3)``: a raw frame, sent to the ``rtmo_frames`` model. Its channel order
   must be stated with ``channels="bgr"`` (OpenCV) or ``channels="rgb"`` (PIL, imageio); RGB is flipped to BGR.
 
 Encoded files are validated by the server (its ``INVALID_ARGUMENT`` message reaches the caller intact); the
-client only reads the size from the header for :attr:`PoseResult.image_size`.
+client only reads the size from JPEG, PNG and BMP headers for :attr:`PoseResult.image_size` (None otherwise).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["Channels", "EncodedImage", "Frame", "ImageInput", "Payload", "encode
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | npt.NDArray[np.uint8]"
 Channels = Literal["bgr", "rgb"]
 
-_ACCEPTED = "a path (str or os.PathLike), encoded JPEG/PNG/BMP bytes, or a numpy uint8 array of shape (H, W, 3)"
+_ACCEPTED = "a path (str or os.PathLike), encoded image bytes (JPEG, PNG, ...), or a numpy uint8 array of shape (H, W, 3)"
 _EXIF_ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # the rotations by 90 degrees swap width and height
 

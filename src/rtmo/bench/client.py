@@ -9,6 +9,9 @@ On one server and the same photos, images/s of:
 3. **stream**: ``Client.stream`` with ``--in-flight`` requests in flight vs raw ``async_infer`` kept at the same
    number in flight by a semaphore, results in input order.
 
+4. **client-side work**: microseconds per image spent in the client alone (request building and response decoding
+   on one captured response, no network), SDK vs raw, which is what remains of the SDK's cost on a fast server.
+
 Each pair runs interleaved, SDK then raw, for ``--rounds`` rounds of every photo ``--repeat`` times, so drift hits
 both alike; images/s is the total over all rounds, and the ratio is SDK ÷ raw (target >= 0.95).
 
@@ -87,6 +90,33 @@ def raw_stream(raw: Any, grpcclient: Any, photos: Sequence[bytes], in_flight: in
     return results
 
 
+def client_side_us(raw: Any, grpcclient: Any, data: bytes, info: Any, *, iters: int = 2000) -> dict[str, float]:
+    """Mean microseconds per image of the client's own work on one captured response, SDK vs raw."""
+    from rtmo_client._core import build_inputs, decode_result
+    from rtmo_client.images import to_payload
+
+    response = raw.infer("rtmo", [raw_bytes_input(grpcclient, data)])
+
+    def sdk() -> object:
+        payloads = [to_payload(data)]
+        build_inputs(payloads)
+        return decode_result(response, payloads, info)
+
+    def raw_side() -> object:
+        raw_bytes_input(grpcclient, data)
+        return raw_read(response)
+
+    timings = {}
+    for name, fn in (("sdk", sdk), ("raw", raw_side)):
+        for _ in range(50):
+            fn()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        timings[name] = 1e6 * (time.perf_counter() - start) / iters
+    return timings
+
+
 def interleaved(pairs: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
     """images/s of each callable (it returns the images it handled), run in turn ``rounds`` times after one warm-up."""
     for fn in pairs.values():
@@ -135,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }, args.rounds)
         server = client.server_info()
         model = client.model_info()
+        local_us = client_side_us(raw, grpcclient, photos[0], model)
     rows = [
         ("estimate (JPEG bytes, sequential)", speeds["estimate/sdk"], speeds["estimate/raw"]),
         ("estimate (BGR frames, sequential)", speeds["frames/sdk"], speeds["frames/raw"]),
@@ -151,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images_per_round": len(photos),
         "in_flight": args.in_flight,
         "target_ratio": TARGET_RATIO,
+        "client_side_us_per_image": {"sdk": round(local_us["sdk"], 1), "raw": round(local_us["raw"], 1), "people": people[0]},
         "results": [
             {"case": case, "sdk_images_per_s": round(sdk, 3), "raw_images_per_s": round(raw_speed, 3), "ratio": round(sdk / raw_speed, 4)}
             for case, sdk, raw_speed in rows
@@ -166,6 +198,8 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for row in report["results"]:
         lines.append(f"{row['case']:<40} {row['sdk_images_per_s']:>10.2f} {row['raw_images_per_s']:>10.2f} {row['ratio']:>8.3f}")
+    local = report["client_side_us_per_image"]
+    lines.append(f"client-side work per image ({local['people']} people, no network): SDK {local['sdk']:.1f} us, raw {local['raw']:.1f} us")
     lines.append(f"target: SDK/raw >= {report['target_ratio']}")
     return "\n".join(lines)
 
