@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,loadtest]"
-	$(BIN)/python -m pip install --quiet -e "./client[cli]"
+	$(BIN)/python -m pip install --quiet -e "./client[cli,eval]"
 	touch $(STAMP)
 
 serve: install

@@ -172,3 +172,20 @@ def test_server_run_scores_the_ap_mmpose_scores_for_the_same_checkpoint(
         assert len(set(distance.argmin(axis=1))) == len(rows), f"{image_id}: two MMPose people match one served person"
         closest.extend(distance.min(axis=1))
     assert np.median(closest) <= 0.05, np.percentile(closest, [50, 90, 99])
+
+
+@pytest.mark.integration
+def test_rtmo_client_eval_prints_the_ap_table_and_refuses_missing_images(
+    rtmo_server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtmo_client.cli import main
+
+    common = ["--annotations", str(ANNOTATIONS), "--url", rtmo_server.urls.grpc, "--no-progress"]
+    assert main(["eval", *common, "--images", str(PHOTOS), "--results", str(tmp_path / "r.json"), "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("metric") and any(line.startswith("AR (L)") for line in out)
+    report = json.loads(out[-1])
+    assert list(report["stats"])[0] == "AP" and report["images"] == 4
+    assert len(json.loads((tmp_path / "r.json").read_text())) == report["people"] > 0
+    assert main(["eval", *common, "--images", str(tmp_path), "--results", str(tmp_path / "s.json")]) == 2
+    assert "4 of the 4 images" in capsys.readouterr().err

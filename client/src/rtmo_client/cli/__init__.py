@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "rtmo_client.cli.predict",
     "rtmo_client.cli.video",
     "rtmo_client.cli.info",
+    "rtmo_client.cli.eval",
 )
 
 
