@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from rtmo.bench.closed_loop import run_closed_loop
+from rtmo.bench.closed_loop import LoadResult, run_closed_loop
 from rtmo.bench.memory import group_rss_bytes, process_rss_bytes
 from rtmo.bench.serving import main
-from rtmo.bench.triton_stats import Counters, difference, ensemble_breakdown, parse_counters
+from rtmo.bench.triton_stats import Counters, delta, difference, ensemble_breakdown, figures, parse_counters, total
 
 
 def _counters(**values: int) -> Counters:
@@ -46,6 +46,19 @@ def test_difference_charges_a_batched_execution_once_per_image() -> None:
     assert figures.compute_ms_per_image == pytest.approx(10.0)
     assert figures.request_ms == pytest.approx(50.0)
     assert figures.queue_ms == pytest.approx(10.0)
+
+
+def test_rounds_add_up_counters_and_load_results() -> None:
+    first = delta(_counters(requests=1, images=1), _counters(requests=3, images=6, executions=2, batch_compute_ns=60_000_000))
+    second = delta(_counters(), _counters(requests=1, images=2, executions=1, batch_compute_ns=30_000_000))
+    assert total([first, second]) == _counters(requests=3, images=7, executions=3, batch_compute_ns=90_000_000)
+    assert figures(total([first, second])).compute_ms_per_image == pytest.approx(90 / 7)
+    merged = LoadResult.merged([LoadResult(2, 1.0, [10.0, 30.0], images=2),
+                                LoadResult(2, 2.0, [20.0], images=4, failures=1, first_error="InvalidInputError: x")])
+    assert (merged.elapsed_s, merged.images, merged.requests, merged.failures) == (3.0, 6, 3, 1)
+    assert merged.images_per_s == 2.0 and merged.percentile_ms(50) == 20.0 and merged.first_error == "InvalidInputError: x"
+    with pytest.raises(ValueError, match="same concurrency"):
+        LoadResult.merged([LoadResult(1, 1.0), LoadResult(2, 1.0)])
 
 
 def test_ensemble_breakdown_shares_sum_to_one_with_the_unaccounted_rest() -> None:
@@ -94,12 +107,13 @@ def test_closed_loop_counts_failures_apart_and_keeps_concurrency() -> None:
 @pytest.mark.integration
 def test_bench_serving_reports_every_figure_against_the_shared_server(rtmo_server, capsys: pytest.CaptureFixture[str]) -> None:
     onnx = rtmo_server.model_repository / "engine" / "1" / "model.onnx"
-    assert main(["--url", rtmo_server.urls.grpc, "--onnx", str(onnx), "--threads", "1", "--duration-s", "1",
+    assert main(["--url", rtmo_server.urls.grpc, "--onnx", str(onnx), "--threads", "1", "--duration-s", "1", "--rounds", "2",
                  "--concurrency", "1", "2", "--sizes", "vga", "4k", "--size-concurrency", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     report = json.loads(lines[-1])
     assert any("rtmo/ORT" in line for line in lines[:-1])  # the table precedes the JSON
     assert report["server"]["size"] == "tiny" and report["server"]["input_size"] == 416 and report["threads"] == 1
+    assert report["rounds"] == 2 and report["server"]["started_by_benchmark"] is False
     assert set(report["concurrency"]) == {"1", "2"}
     for c, row in report["concurrency"].items():
         for kind in ("raw_ort", "engine", "ensemble"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,16 @@ class LoadResult:
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    @classmethod
+    def merged(cls, results: Sequence[LoadResult]) -> LoadResult:
+        """Several runs at the same concurrency as one (e.g. rounds interleaved with other measurements)."""
+        if not results or len({r.concurrency for r in results}) != 1:
+            raise ValueError("merge one or more results of the same concurrency")
+        return cls(concurrency=results[0].concurrency, elapsed_s=sum(r.elapsed_s for r in results),
+                   latencies_ms=[ms for r in results for ms in r.latencies_ms], images=sum(r.images for r in results),
+                   failures=sum(r.failures for r in results),
+                   first_error=next((r.first_error for r in results if r.first_error), None))
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,8 @@ For each it prints images/s and client-side p50/p99 latency, the ratio ensemble 
 ≥ 0.85) and, from Triton's own statistics (``get_inference_statistics`` before and after each run), the share
 of the ensemble's server time spent in preprocess, engine, postprocess and queues, and each stage's compute
 milliseconds per image. A second table scales the ensemble with image size (VGA, 1080p, 4K JPEGs made from one
-photo), where decoding grows with the pixels.
+photo), where decoding grows with the pixels. Each point's ``--duration-s`` is split into ``--rounds`` rounds taken
+in turn with the other runs of its table (raw, engine, ensemble, raw, ...), so a busy machine's drift hits all alike.
 
 ``--soak MINUTES`` instead drives the ensemble at saturation for that long and samples the server's resident
 memory (its process group, from ``/proc``) every ``--soak-interval-s`` seconds, reporting the growth.
@@ -44,7 +45,7 @@ import numpy as np
 
 from rtmo.bench.closed_loop import Caller, LoadResult, run_closed_loop
 from rtmo.bench.memory import RssSampler
-from rtmo.bench.triton_stats import differences, ensemble_breakdown, snapshot
+from rtmo.bench.triton_stats import Counters, StageFigures, deltas, ensemble_breakdown, figures, snapshot, total
 
 LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
@@ -160,14 +161,23 @@ def ensemble_caller(url: str, photos: Sequence[bytes], model: str = "rtmo") -> C
 # -- measuring ------------------------------------------------------------------------------------------------------
 
 
-def measure(make_caller: Callable[[int], Caller], *, concurrency: int, duration_s: float,
-            stats_client: Any | None = None) -> tuple[LoadResult, dict[str, Any]]:
-    """One closed-loop run; with ``stats_client``, also the per-model Triton statistics of that run."""
-    before = snapshot(stats_client) if stats_client is not None else None
-    result = run_closed_loop(make_caller, concurrency=concurrency, duration_s=duration_s)
-    if stats_client is None or before is None:
-        return result, {}
-    return result, differences(before, snapshot(stats_client))
+def interleaved(runs: dict[str, Callable[[int], Caller]], *, concurrency: int, duration_s: float, rounds: int,
+                stats_client: Any) -> dict[str, tuple[LoadResult, dict[str, StageFigures]]]:
+    """Closed-loop runs of each entry of ``runs``, taken in turn ``rounds`` times for ``duration_s / rounds`` each.
+
+    Interleaving spreads any drift of a shared machine over all entries instead of biasing the last one. Each
+    entry gets its merged load result and the Triton statistics of its own rounds, per model.
+    """
+    loads: dict[str, list[LoadResult]] = {name: [] for name in runs}
+    grown: dict[str, list[dict[str, Counters]]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, make_caller in runs.items():
+            before = snapshot(stats_client)
+            loads[name].append(run_closed_loop(make_caller, concurrency=concurrency, duration_s=duration_s / rounds))
+            grown[name].append(deltas(before, snapshot(stats_client)))
+    return {name: (LoadResult.merged(loads[name]),
+                   {model: figures(total(d[model] for d in grown[name])) for model in grown[name][0]})
+            for name in runs}
 
 
 def ort_session(onnx_path: Path, threads: int) -> Any:
@@ -180,8 +190,8 @@ def ort_session(onnx_path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def bench_concurrency(target: Target, photos: Sequence[bytes], *, concurrency: Sequence[int],
-                      duration_s: float) -> dict[str, Any]:
+def bench_concurrency(target: Target, photos: Sequence[bytes], *, concurrency: Sequence[int], duration_s: float,
+                      rounds: int) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
 
     stats = grpcclient.InferenceServerClient(target.grpc_url)
@@ -189,12 +199,11 @@ def bench_concurrency(target: Target, photos: Sequence[bytes], *, concurrency: S
     session = ort_session(target.onnx_path, target.threads)
     rows: dict[str, Any] = {}
     for c in concurrency:
-        LOGGER.info("concurrency %d: raw ONNX Runtime, engine, ensemble (%.0f s each)", c, duration_s)
-        raw, _ = measure(ort_caller(session, batches), concurrency=c, duration_s=duration_s)
-        engine, engine_stats = measure(engine_caller(target.grpc_url, batches), concurrency=c, duration_s=duration_s,
-                                       stats_client=stats)
-        ensemble, ensemble_stats = measure(ensemble_caller(target.grpc_url, photos), concurrency=c,
-                                           duration_s=duration_s, stats_client=stats)
+        LOGGER.info("concurrency %d: raw ONNX Runtime, engine, ensemble (%.0f s each, in %d rounds)", c, duration_s, rounds)
+        runs = {"raw_ort": ort_caller(session, batches), "engine": engine_caller(target.grpc_url, batches),
+                "ensemble": ensemble_caller(target.grpc_url, photos)}
+        measured = interleaved(runs, concurrency=c, duration_s=duration_s, rounds=rounds, stats_client=stats)
+        (raw, _), (engine, engine_stats), (ensemble, ensemble_stats) = (measured[name] for name in runs)
         rows[str(c)] = {
             "raw_ort": raw.as_dict(),
             "engine": {**engine.as_dict(), "server": engine_stats["engine"].as_dict()},
@@ -206,19 +215,20 @@ def bench_concurrency(target: Target, photos: Sequence[bytes], *, concurrency: S
     return rows
 
 
-def bench_image_sizes(target: Target, *, sizes: Sequence[str], concurrency: int, duration_s: float) -> dict[str, Any]:
+def bench_image_sizes(target: Target, *, sizes: Sequence[str], concurrency: int, duration_s: float,
+                      rounds: int) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
 
     stats = grpcclient.InferenceServerClient(target.grpc_url)
+    jpegs = {name: scaled_jpeg(SIZE_PHOTO, *IMAGE_SIZES[name]) for name in sizes}
+    LOGGER.info("image sizes %s at concurrency %d (%.0f s each, in %d rounds)", ", ".join(sizes), concurrency, duration_s, rounds)
+    measured = interleaved({name: ensemble_caller(target.grpc_url, [data]) for name, data in jpegs.items()},
+                           concurrency=concurrency, duration_s=duration_s, rounds=rounds, stats_client=stats)
     rows: dict[str, Any] = {}
-    for name in sizes:
+    for name, (result, per_model) in measured.items():
         width, height = IMAGE_SIZES[name]
-        data = scaled_jpeg(SIZE_PHOTO, width, height)
-        LOGGER.info("image size %s (%dx%d, %d KiB JPEG) at concurrency %d", name, width, height, len(data) // 1024, concurrency)
-        result, figures = measure(ensemble_caller(target.grpc_url, [data]), concurrency=concurrency, duration_s=duration_s,
-                                  stats_client=stats)
-        rows[name] = {"width": width, "height": height, "jpeg_kib": round(len(data) / 1024, 1), **result.as_dict(),
-                      "breakdown": ensemble_breakdown(figures, stages=STAGES)}
+        rows[name] = {"width": width, "height": height, "jpeg_kib": round(len(jpegs[name]) / 1024, 1), **result.as_dict(),
+                      "breakdown": ensemble_breakdown(per_model, stages=STAGES)}
     return rows
 
 
@@ -318,7 +328,8 @@ def format_tables(report: dict[str, Any]) -> str:
     lines = []
     server = report["server"]
     lines.append(f"RTMO serving benchmark — checkpoint {server['checkpoint']} ({server['size']}, input {server['input_size']}), "
-                 f"ONNX Runtime threads {report['threads']}, {report['duration_s']} s per point, {report['photos']} photos")
+                 f"ONNX Runtime threads {report['threads']}, {report['duration_s']} s per point in {report['rounds']} interleaved rounds, "
+                 f"{report['photos']} photos")
     if "concurrency" in report:
         lines.append("")
         lines.append(f"{'conc':>4} | {'raw ORT img/s':>13} {'p50':>7} {'p99':>7} | {'engine img/s':>12} {'p50':>7} {'p99':>7} | "
@@ -374,17 +385,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ort_version": ort.__version__,
             "cpus": default_threads(),
             "duration_s": args.duration_s,
+            "rounds": args.rounds,
             "photos": len(photos),
         }
         if args.soak is not None:
             report["soak"] = soak(target, photos, minutes=args.soak, concurrency=max(args.concurrency),
                                   interval_s=args.soak_interval_s)
             return report
-        report["concurrency"] = bench_concurrency(target, photos, concurrency=args.concurrency, duration_s=args.duration_s)
+        report["concurrency"] = bench_concurrency(target, photos, concurrency=args.concurrency, duration_s=args.duration_s,
+                                                  rounds=args.rounds)
         if args.sizes:
             report["image_size_concurrency"] = args.size_concurrency or max(args.concurrency)
             report["image_sizes"] = bench_image_sizes(target, sizes=args.sizes, concurrency=report["image_size_concurrency"],
-                                                      duration_s=args.duration_s)
+                                                      duration_s=args.duration_s, rounds=args.rounds)
     ratios = [row["ensemble_over_raw_ort"] for row in report["concurrency"].values() if row["ensemble_over_raw_ort"] is not None]
     report["target_ratio"] = TARGET_RATIO
     report["min_ensemble_over_raw_ort"] = min(ratios) if ratios else None
@@ -415,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX Runtime intra-op threads of both the engine and the raw run (default: the CPUs "
                              "available; with --url: what the served engine uses)")
     parser.add_argument("--concurrency", type=_positive(int), nargs="+", default=[1, 2, 4])
-    parser.add_argument("--duration-s", type=_positive(float), default=10.0, help="measured seconds per point")
+    parser.add_argument("--duration-s", type=_positive(float), default=12.0, help="measured seconds per point")
+    parser.add_argument("--rounds", type=_positive(int), default=3,
+                        help="split each point into this many rounds, interleaved with the other runs of its table")
     parser.add_argument("--sizes", nargs="*", choices=sorted(IMAGE_SIZES), default=list(IMAGE_SIZES),
                         help="image sizes of the scaling table (none: skip it)")
     parser.add_argument("--size-concurrency", type=_positive(int), help="concurrency of the size table (default: the largest)")

@@ -8,8 +8,8 @@ those by the images gives what one image really costs when the dynamic batcher m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 COMPUTE_PARTS = ("compute_input", "compute_infer", "compute_output")
@@ -88,26 +88,44 @@ def snapshot(client: Any) -> dict[str, Counters]:
     return {entry["name"]: parse_counters(entry) for entry in stats.get("model_stats", [])}
 
 
+def delta(before: Counters, after: Counters) -> Counters:
+    """What the counters grew by between two snapshots."""
+    return Counters(*(a - b for a, b in zip(astuple(after), astuple(before))))
+
+
+def total(deltas: Iterable[Counters]) -> Counters:
+    """The sum of several :func:`delta` results (e.g. interleaved measurement rounds)."""
+    return Counters(*(sum(values) for values in zip(*(astuple(d) for d in deltas), strict=True)))
+
+
+def figures(grown: Counters) -> StageFigures:
+    """Mean per-request and per-image figures of what the counters grew by."""
+    per_request = 1e-6 / grown.requests if grown.requests else 0.0
+    return StageFigures(
+        requests=grown.requests,
+        failures=grown.failures,
+        images=grown.images,
+        executions=grown.executions,
+        request_ms=grown.request_ns * per_request,
+        queue_ms=grown.queue_ns * per_request,
+        compute_ms=grown.compute_ns * per_request,
+        compute_ms_per_image=grown.batch_compute_ns * 1e-6 / grown.images if grown.images else 0.0,
+    )
+
+
 def difference(before: Counters, after: Counters) -> StageFigures:
     """What happened between two snapshots of the same model."""
-    requests = after.requests - before.requests
-    images = after.images - before.images
-    per_request = 1e-6 / requests if requests else 0.0
-    return StageFigures(
-        requests=requests,
-        failures=after.failures - before.failures,
-        images=images,
-        executions=after.executions - before.executions,
-        request_ms=(after.request_ns - before.request_ns) * per_request,
-        queue_ms=(after.queue_ns - before.queue_ns) * per_request,
-        compute_ms=(after.compute_ns - before.compute_ns) * per_request,
-        compute_ms_per_image=(after.batch_compute_ns - before.batch_compute_ns) * 1e-6 / images if images else 0.0,
-    )
+    return figures(delta(before, after))
+
+
+def deltas(before: Mapping[str, Counters], after: Mapping[str, Counters]) -> dict[str, Counters]:
+    """:func:`delta` for every model present in both snapshots."""
+    return {name: delta(before[name], after[name]) for name in after if name in before}
 
 
 def differences(before: Mapping[str, Counters], after: Mapping[str, Counters]) -> dict[str, StageFigures]:
     """:func:`difference` for every model present in both snapshots."""
-    return {name: difference(before[name], after[name]) for name in after if name in before}
+    return {name: figures(grown) for name, grown in deltas(before, after).items()}
 
 
 def ensemble_breakdown(figures: Mapping[str, StageFigures], *, ensemble: str = "rtmo",
