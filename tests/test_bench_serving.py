@@ -114,6 +114,7 @@ def test_bench_serving_reports_every_figure_against_the_shared_server(rtmo_serve
     assert any("rtmo/ORT" in line for line in lines[:-1])  # the table precedes the JSON
     assert report["server"]["size"] == "tiny" and report["server"]["input_size"] == 416 and report["threads"] == 1
     assert report["rounds"] == 2 and report["server"]["started_by_benchmark"] is False
+    assert report["photos"] == 7 and report["people_per_image"] > 0  # the calibrated model finds people in every photo
     assert set(report["concurrency"]) == {"1", "2"}
     for c, row in report["concurrency"].items():
         for kind in ("raw_ort", "engine", "ensemble"):

@@ -161,6 +161,20 @@ def ensemble_caller(url: str, photos: Sequence[bytes], model: str = "rtmo") -> C
 # -- measuring ------------------------------------------------------------------------------------------------------
 
 
+def people_per_image(url: str, photos: Sequence[bytes]) -> float:
+    """Mean people the ensemble finds per photo: the postprocessor's cost grows with it (random weights may find none)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    counts: list[int] = []
+    for start in range(0, len(photos), 4):  # rows per request stay within any max_batch_size >= 4
+        chunk = np.array([[data] for data in photos[start:start + 4]], dtype=np.object_)
+        tensor = grpcclient.InferInput("image", list(chunk.shape), "BYTES")
+        tensor.set_data_from_numpy(chunk)
+        counts += client.infer("rtmo", [tensor], outputs=[grpcclient.InferRequestedOutput("num_people")]).as_numpy("num_people")[:, 0].tolist()
+    return round(float(np.mean(counts)), 2)
+
+
 def interleaved(runs: dict[str, Callable[[int], Caller]], *, concurrency: int, duration_s: float, rounds: int,
                 stats_client: Any) -> dict[str, tuple[LoadResult, dict[str, StageFigures]]]:
     """Closed-loop runs of each entry of ``runs``, taken in turn ``rounds`` times for ``duration_s / rounds`` each.
@@ -329,7 +343,7 @@ def format_tables(report: dict[str, Any]) -> str:
     server = report["server"]
     lines.append(f"RTMO serving benchmark — checkpoint {server['checkpoint']} ({server['size']}, input {server['input_size']}), "
                  f"ONNX Runtime threads {report['threads']}, {report['duration_s']} s per point in {report['rounds']} interleaved rounds, "
-                 f"{report['photos']} photos")
+                 f"{report['photos']} photos ({report['people_per_image']} people found per photo)")
     if "concurrency" in report:
         lines.append("")
         lines.append(f"{'conc':>4} | {'raw ORT img/s':>13} {'p50':>7} {'p99':>7} | {'engine img/s':>12} {'p50':>7} {'p99':>7} | "
@@ -387,6 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration_s,
             "rounds": args.rounds,
             "photos": len(photos),
+            "people_per_image": people_per_image(target.grpc_url, photos),
         }
         if args.soak is not None:
             report["soak"] = soak(target, photos, minutes=args.soak, concurrency=max(args.concurrency),
