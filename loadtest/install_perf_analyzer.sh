@@ -45,9 +45,13 @@ PY
 fi
 
 # 2. libb64 from Debian.
-if ! ldconfig -p | grep -q 'libb64\.so\.0d'; then
+LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"  # /sbin is not on every user's PATH
+if ! "$LDCONFIG" -p | grep -q 'libb64\.so\.0d'; then
     SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo > /dev/null || { log "libb64-0d is missing and installing it needs root: run 'apt-get install libb64-0d' as root"; exit 1; }
+        SUDO="sudo"
+    fi
     log "installing libb64-0d with apt-get"
     $SUDO apt-get update -qq >&2 || log "apt-get update failed; trying the install with the current lists"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libb64-0d >&2

@@ -154,3 +154,15 @@ def test_bench_serving_soak_samples_server_memory(rtmo_server, capsys: pytest.Ca
     assert seconds == sorted(seconds) and seconds[-1] >= 3.0 - 0.1
     # The server's memory includes its Python backend stubs, which run as separate processes in its group.
     assert group_rss_bytes(rtmo_server.pid) > process_rss_bytes(rtmo_server.pid) > 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--url", "127.0.0.1:1", "--soak", "1"], "--soak with --url needs --server-pid"),
+    (["--onnx", "model.onnx"], "--onnx and --server-pid only apply with --url"),
+    (["--concurrency", "0"], "0 is not positive"),
+])
+def test_bench_serving_refuses_inconsistent_options_before_starting_anything(argv: list[str], message: str,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -249,7 +249,7 @@ def bench_image_sizes(target: Target, *, sizes: Sequence[str], concurrency: int,
 def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency: int, interval_s: float) -> dict[str, Any]:
     """Drive the ensemble for ``minutes`` at ``concurrency`` and sample the server's RSS every ``interval_s``."""
     if target.server_pid is None:
-        raise SystemExit("--soak needs the server's process id: let the benchmark start the server, or pass --server-pid")
+        raise ValueError("the soak needs the server's process id to sample its memory")
     sampler = RssSampler(target.server_pid)
     sampler.sample()
     LOGGER.info("soak: %.1f min at concurrency %d, RSS every %.0f s", minutes, concurrency, interval_s)
@@ -460,9 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
-    if args.onnx is not None and not args.url:
-        raise SystemExit("--onnx only applies with --url (a started server uses its own export)")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.url and (args.onnx is not None or args.server_pid is not None):
+        parser.error("--onnx and --server-pid only apply with --url (a server the benchmark starts uses its own)")
+    if args.url and args.soak is not None and args.server_pid is None:
+        parser.error("--soak with --url needs --server-pid (tritonserver's process id) to sample the server's memory")
     report = run(args)
     print(format_tables(report))
     print(json.dumps(report))
