@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from rtmo.bench.closed_loop import LoadResult, run_closed_loop
-from rtmo.bench.memory import group_rss_bytes, process_rss_bytes
+from rtmo.bench.memory import RssSampler, group_rss_bytes, process_rss_bytes
 from rtmo.bench.serving import main
 from rtmo.bench.triton_stats import Counters, delta, difference, ensemble_breakdown, figures, parse_counters, total
 
@@ -59,6 +59,18 @@ def test_rounds_add_up_counters_and_load_results() -> None:
     assert merged.images_per_s == 2.0 and merged.percentile_ms(50) == 20.0 and merged.first_error == "InvalidInputError: x"
     with pytest.raises(ValueError, match="same concurrency"):
         LoadResult.merged([LoadResult(1, 1.0), LoadResult(2, 1.0)])
+
+
+def test_rss_report_measures_growth_after_warmup_and_its_late_slope() -> None:
+    sampler = RssSampler(pid=1)
+    # idle 100 MiB, +50 MiB in the first requests, then +1 MiB per minute for 4 minutes, then flat for 4 minutes
+    series = [(0.0, 100.0)] + [(60.0 * t, 150.0 + min(t, 4.0) - 1.0) for t in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)]
+    sampler.samples = [(s, int(m * 2**20)) for s, m in series]
+    report = sampler.report(warmup_s=60.0)
+    assert (report["rss_idle_mib"], report["rss_start_mib"], report["rss_end_mib"], report["growth_mib"]) == (100.0, 150.0, 153.0, 3.0)
+    assert 0 < report["slope_mib_per_min"] < 1.0 and report["slope_last_half_mib_per_min"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="no RSS samples"):
+        RssSampler(pid=1).report()
 
 
 def test_ensemble_breakdown_shares_sum_to_one_with_the_unaccounted_rest() -> None:
@@ -142,15 +154,17 @@ def test_bench_serving_reports_every_figure_against_the_shared_server(rtmo_serve
 def test_bench_serving_soak_samples_server_memory(rtmo_server, capsys: pytest.CaptureFixture[str]) -> None:
     onnx = rtmo_server.model_repository / "engine" / "1" / "model.onnx"
     assert main(["--url", rtmo_server.urls.grpc, "--onnx", str(onnx), "--server-pid", str(rtmo_server.pid), "--soak", "0.05",
-                 "--soak-interval-s", "0.5", "--concurrency", "2"]) == 0
+                 "--soak-interval-s", "0.5", "--soak-warmup-s", "1", "--concurrency", "2"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     soak = report["soak"]
     assert "concurrency" not in report and soak["concurrency"] == 2 and soak["failures"] == 0 and soak["images"] > 0
     memory = soak["memory"]
     assert memory["pid"] == rtmo_server.pid and memory["samples"] == len(memory["series_mib"]) >= 5
-    assert 0 < memory["rss_start_mib"] <= memory["rss_max_mib"] and memory["rss_end_mib"] <= memory["rss_max_mib"]
+    assert 0 < memory["rss_idle_mib"] and 0 < memory["rss_start_mib"] <= memory["rss_max_mib"] and memory["rss_end_mib"] <= memory["rss_max_mib"]
     assert memory["growth_mib"] == pytest.approx(memory["rss_end_mib"] - memory["rss_start_mib"], abs=0.11)
     seconds = [s for s, _ in memory["series_mib"]]
+    # growth is measured from the first sample after the 1 s warm-up, not from the idle server
+    assert memory["rss_start_mib"] == next(m for s, m in memory["series_mib"] if s >= 1.0)
     assert seconds == sorted(seconds) and seconds[-1] >= 3.0 - 0.1
     # The server's memory includes its Python backend stubs, which run as separate processes in its group.
     assert group_rss_bytes(rtmo_server.pid) > process_rss_bytes(rtmo_server.pid) > 0

@@ -56,20 +56,36 @@ class RssSampler:
         self.samples.append((time.monotonic() - self.started_s, rss))
         return rss
 
-    def report(self) -> dict[str, Any]:
-        """First, last and peak RSS, growth (last − first) and the least-squares slope in MiB per minute."""
+    def report(self, *, warmup_s: float = 0.0) -> dict[str, Any]:
+        """RSS before load, after ``warmup_s``, at the end and at peak; growth and least-squares slopes after warm-up.
+
+        The first requests grow the server once (ONNX Runtime's arena, the stubs' shared memory, allocator pools);
+        a leak is growth that goes on after that, so growth and slopes start at the first sample at or after
+        ``warmup_s``; ``slope_last_half_mib_per_min`` near zero means memory has levelled off.
+        """
         if not self.samples:
             raise ValueError("no RSS samples were taken")
         seconds = np.array([s for s, _ in self.samples])
         mib = np.array([b for _, b in self.samples]) / 2**20
-        slope = float(np.polyfit(seconds / 60.0, mib, 1)[0]) if len(self.samples) > 1 and np.ptp(seconds) > 0 else 0.0
+        after = seconds >= min(warmup_s, seconds[-1])
+        last_half = seconds >= seconds[after][0] + (seconds[-1] - seconds[after][0]) / 2
+        start = float(mib[after][0])
         return {
             "pid": self.pid,
             "samples": len(self.samples),
-            "rss_start_mib": round(float(mib[0]), 1),
+            "warmup_s": warmup_s,
+            "rss_idle_mib": round(float(mib[0]), 1),
+            "rss_start_mib": round(start, 1),
             "rss_end_mib": round(float(mib[-1]), 1),
             "rss_max_mib": round(float(mib.max()), 1),
-            "growth_mib": round(float(mib[-1] - mib[0]), 1),
-            "slope_mib_per_min": round(slope, 3),
+            "growth_mib": round(float(mib[-1]) - start, 1),
+            "slope_mib_per_min": _slope_per_min(seconds[after], mib[after]),
+            "slope_last_half_mib_per_min": _slope_per_min(seconds[last_half], mib[last_half]),
             "series_mib": [[round(float(s), 1), round(float(m), 1)] for s, m in zip(seconds, mib)],
         }
+
+
+def _slope_per_min(seconds: np.ndarray, mib: np.ndarray) -> float:
+    if len(seconds) < 2 or np.ptp(seconds) == 0:
+        return 0.0
+    return round(float(np.polyfit(seconds / 60.0, mib, 1)[0]), 3)

@@ -246,8 +246,12 @@ def bench_image_sizes(target: Target, *, sizes: Sequence[str], concurrency: int,
     return rows
 
 
-def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency: int, interval_s: float) -> dict[str, Any]:
-    """Drive the ensemble for ``minutes`` at ``concurrency`` and sample the server's RSS every ``interval_s``."""
+def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency: int, interval_s: float,
+         warmup_s: float) -> dict[str, Any]:
+    """Drive the ensemble for ``minutes`` at ``concurrency`` and sample the server's RSS every ``interval_s``.
+
+    The first sample is taken before any load; growth is reported from the first sample after ``warmup_s``.
+    """
     if target.server_pid is None:
         raise ValueError("the soak needs the server's process id to sample its memory")
     sampler = RssSampler(target.server_pid)
@@ -256,7 +260,7 @@ def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency
     result = run_closed_loop(ensemble_caller(target.grpc_url, photos), concurrency=concurrency, duration_s=60.0 * minutes,
                              on_tick=sampler.sample, tick_s=interval_s)
     sampler.sample()
-    return {"minutes": minutes, **result.as_dict(), "memory": sampler.report()}
+    return {"minutes": minutes, **result.as_dict(), "memory": sampler.report(warmup_s=warmup_s)}
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -379,8 +383,10 @@ def format_tables(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"soak: {s['minutes']} min at concurrency {s['concurrency']}: {s['images_per_s']:.2f} img/s, "
                      f"{s['requests']} requests, {s['failures']} failures")
-        lines.append(f"server RSS (process group, {m['samples']} samples): start {m['rss_start_mib']:.1f} MiB, end {m['rss_end_mib']:.1f}, "
-                     f"max {m['rss_max_mib']:.1f}; growth {m['growth_mib']:+.1f} MiB, slope {m['slope_mib_per_min']:+.3f} MiB/min")
+        lines.append(f"server RSS (process group, {m['samples']} samples): idle {m['rss_idle_mib']:.1f} MiB, after {m['warmup_s']:.0f} s "
+                     f"{m['rss_start_mib']:.1f}, end {m['rss_end_mib']:.1f}, max {m['rss_max_mib']:.1f}")
+        lines.append(f"growth after warm-up {m['growth_mib']:+.1f} MiB; slope {m['slope_mib_per_min']:+.3f} MiB/min, "
+                     f"over the last half {m['slope_last_half_mib_per_min']:+.3f} MiB/min")
     return "\n".join(lines)
 
 
@@ -405,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.soak is not None:
             report["soak"] = soak(target, photos, minutes=args.soak, concurrency=max(args.concurrency),
-                                  interval_s=args.soak_interval_s)
+                                  interval_s=args.soak_interval_s, warmup_s=args.soak_warmup_s)
             return report
         report["concurrency"] = bench_concurrency(target, photos, concurrency=args.concurrency, duration_s=args.duration_s,
                                                   rounds=args.rounds)
@@ -455,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--soak", type=_positive(float), metavar="MINUTES",
                         help="soak mode: the ensemble at the largest --concurrency for MINUTES, sampling server RSS")
     parser.add_argument("--soak-interval-s", type=_positive(float), default=5.0)
+    parser.add_argument("--soak-warmup-s", type=float, default=60.0,
+                        help="growth is measured from the first sample after this many seconds of load (default %(default)s)")
     return parser
 
 
