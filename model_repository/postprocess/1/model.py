@@ -16,6 +16,7 @@ from rtmo.pose_nms import nearby_joints_nms
 from rtmo.processing import DCCWeights, Letterbox, postprocess
 from rtmo.serving.requests import pack_poses, parse_parameters, select
 from rtmo.serving.responses import respond_each
+from rtmo.serving.threads import limit_blas_threads
 
 CANDIDATES = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
 POSE_NMS_MAX_PEOPLE = 30  # MMPose's nearby_joints_nms max_dets
@@ -23,6 +24,7 @@ POSE_NMS_MAX_PEOPLE = 30  # MMPose's nearby_joints_nms max_dets
 
 class TritonPythonModel:
     def initialize(self, args):
+        limit_blas_threads(1)  # the engine's threads own the cores
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.dcc = DCCWeights.load(Path(args["model_repository"]) / args["model_version"] / "dcc.npz")

@@ -17,10 +17,12 @@ from rtmo.processing import letterbox
 from rtmo.serving.decode import DEFAULT_MAX_PIXELS, decode_image, validate_frame
 from rtmo.serving.requests import parse_parameters
 from rtmo.serving.responses import respond_each
+from rtmo.serving.threads import limit_blas_threads
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        limit_blas_threads(1)  # the engine's threads own the cores
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         size = int(parameters.get("input_size", "640"))
