@@ -33,7 +33,8 @@ VERSIONS = DOCKER / "versions.md"
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 BIN = Path(sys.executable).parent
 # Import name -> distribution name, for the packages the images install.
-DISTRIBUTIONS = {"numpy": "numpy", "cv2": "opencv-python-headless", "PIL": "pillow", "threadpoolctl": "threadpoolctl", "onnx": "onnx", "onnxslim": "onnxslim",
+DISTRIBUTIONS = {"numpy": "numpy", "cv2": "opencv-python-headless", "PIL": "pillow", "threadpoolctl": "threadpoolctl",
+                 "onnx": "onnx", "onnxslim": "onnxslim",
                  "tritonclient": "tritonclient", "google": "protobuf", "torch": "torch"}
 
 

@@ -123,11 +123,11 @@ def bench_onnx(model: Any, image: np.ndarray, work: Path, *, threads: int, batch
         batch = np.ascontiguousarray(np.stack([canvas] * b))
         tensor = torch.from_numpy(batch)
 
-        def run_torch() -> None:
+        def run_torch(tensor: torch.Tensor = tensor) -> None:
             with torch.inference_mode():
                 net(tensor)
 
-        ort_ms = median_ms(lambda: session.run(None, {"images": batch}), iters=iters, warmup=warmup)
+        ort_ms = median_ms(lambda batch=batch: session.run(None, {"images": batch}), iters=iters, warmup=warmup)
         torch_ms = median_ms(run_torch, iters=iters, warmup=warmup)
         ort_ips, torch_ips = 1000.0 * b / ort_ms, 1000.0 * b / torch_ms
         out["batches"][str(b)] = {
@@ -186,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "image": args.image.name, "image_shape": list(image.shape), "threads": args.threads, "iters": args.iters,
         "warmup": args.warmup, "torch_version": torch.__version__, "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2), "weights": "seeded random (load_model('random:<size>'))" + (", classifier calibrated" if args.calibrate else ""),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "weights": "seeded random (load_model('random:<size>'))" + (", classifier calibrated" if args.calibrate else ""),
         "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as tmp:
