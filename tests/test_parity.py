@@ -26,18 +26,42 @@ PHOTOS = Path(__file__).parent / "data" / "photos"
 COMPARE = [PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg", PHOTOS / "103319.jpg"]
 
 
-@pytest.fixture(scope="module", params=[("body7", "t"), ("body7", "s"), ("crowdpose", "s"), ("body7", "m"), ("body7", "l")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
-def reference_run(request, mmpose_python, mmpose_checkpoint, tmp_path_factory):
-    dataset, size = request.param
-    tmp = tmp_path_factory.mktemp(f"{dataset}-{size}")
-    checkpoint, made = mmpose_checkpoint(dataset, size)  # m and l: fewer calibration passes, raw outputs only
-    images = COMPARE if size in ("t", "s") else COMPARE[:1]
-    run_reference(mmpose_python, "predict", "--dataset", dataset, "--size", size, "--checkpoint", str(checkpoint),
-                  "--images", *map(str, images), "--out", str(tmp / "ref.npz"))
-    with np.load(tmp / "ref.npz") as data:
-        ref = {k: data[k] for k in data.files}
-    return size, made, checkpoint, images, ref
+# Full predictions are compared for t and s; m and l (calibrated on one photo) for strict loading and raw outputs.
+FULL = [("body7", "t"), ("body7", "s"), ("crowdpose", "s")]
+RAW_ONLY = [("body7", "m"), ("body7", "l")]
+
+
+def run_id(param: tuple[str, str]) -> str:
+    return f"{param[0]}-{param[1]}"
+
+
+@pytest.fixture(scope="module")
+def reference_runs(mmpose_python, mmpose_checkpoint, tmp_path_factory):
+    """``(dataset, size) -> (size, make-checkpoint report, checkpoint, images, MMPose's predict output)``, run once."""
+    runs = {}
+
+    def run(dataset: str, size: str):
+        if (dataset, size) not in runs:
+            tmp = tmp_path_factory.mktemp(run_id((dataset, size)))
+            checkpoint, made = mmpose_checkpoint(dataset, size)
+            images = COMPARE if size in ("t", "s") else COMPARE[:1]
+            run_reference(mmpose_python, "predict", "--dataset", dataset, "--size", size, "--checkpoint", str(checkpoint),
+                          "--images", *map(str, images), "--out", str(tmp / "ref.npz"))
+            with np.load(tmp / "ref.npz") as data:
+                runs[(dataset, size)] = size, made, checkpoint, images, {k: data[k] for k in data.files}
+        return runs[(dataset, size)]
+
+    return run
+
+
+@pytest.fixture(scope="module", params=FULL + RAW_ONLY, ids=run_id)
+def reference_run(request, reference_runs):
+    return reference_runs(*request.param)
+
+
+@pytest.fixture(scope="module", params=FULL, ids=run_id)
+def full_reference_run(request, reference_runs):
+    return reference_runs(*request.param)
 
 
 def test_mmpose_checkpoint_loads_strictly_with_inferred_config(reference_run):
@@ -66,10 +90,8 @@ def test_raw_head_outputs_match_mmpose(reference_run):
                 assert np.abs(tensor.numpy() - want).max() <= 1e-4 * scale, f"{image_path.name} {name}[{level}]"
 
 
-def test_predictions_match_mmpose_and_are_not_trivial(reference_run):
-    size, made, path, images, ref = reference_run
-    if size not in ("t", "s"):
-        pytest.skip("m and l are checked for strict loading and raw outputs; t and s for full predictions")
+def test_predictions_match_mmpose_and_are_not_trivial(full_reference_run):
+    size, made, path, images, ref = full_reference_run
     # The calibration must make the comparison meaningful: people detected, and NMS suppressed some.
     assert all(n >= 3 for n in made["num_after_nms"]), made
     assert any(a > n for a, n in zip(made["num_above_thr"], made["num_after_nms"])), made
