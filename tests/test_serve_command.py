@@ -1,0 +1,110 @@
+"""Integration: ``rtmo serve``, the README's first command, as a user runs it.
+
+It exports and assembles, starts tritonserver, prints where it listens and an example request that works as
+printed; Ctrl-C stops it with nothing left behind; a second start reuses the cached export.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rtmo_serving import ROOT, distinct_ports
+
+pytestmark = pytest.mark.integration
+
+RTMO = Path(sys.executable).parent / "rtmo"
+READY_LINE = "Ctrl-C stops the server."
+
+
+class ServeProcess:
+    """``rtmo serve`` in a subprocess, its stdout read line by line in a thread."""
+
+    def __init__(self, work: Path, *args: str) -> None:
+        self.ports = distinct_ports(3)
+        grpc, http, metrics = map(str, self.ports)
+        env = {**os.environ, "RTMO_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [str(RTMO), "serve", "--checkpoint", "random:tiny", "--grpc-port", grpc, "--http-port", http,
+             "--metrics-port", metrics, "--repository", str(work / "model_repository"), "--log-file", str(work / "triton.log"),
+             *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout_s: float = 240.0) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1.0)
+            except queue.Empty:
+                assert self.process.poll() is None, "rtmo serve exited:\n" + "\n".join(self.output)
+                continue
+            self.output.append(line)
+            if text in line:
+                return self.output
+        raise AssertionError(f"no {text!r} within {timeout_s} s:\n" + "\n".join(self.output))
+
+    def stop(self, sig: signal.Signals) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if entry.name.isdigit() and text in command and int(entry.name) != os.getpid():
+            found.append(command)
+    return found
+
+
+def test_rtmo_serve_prints_a_working_example_stops_cleanly_and_reuses_the_export(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "model_repository", tmp_path / "model_repository",
+                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+    first = ServeProcess(tmp_path)
+    try:
+        output = first.wait_for(READY_LINE)
+        grpc = f"127.0.0.1:{first.ports[0]}"
+        assert any(line.strip().startswith("gRPC") and grpc in line for line in output), output
+        assert any("exporting random:tiny" in line for line in output)
+        # The example, exactly as printed, run from the checkout with the environment's python.
+        example = "\n".join(output[output.index("Example request:") + 1 : output.index(READY_LINE)])
+        ran = subprocess.run(["bash", "-c", textwrap.dedent(example)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PATH": f"{RTMO.parent}{os.pathsep}{os.environ['PATH']}"})
+        assert ran.returncode == 0, ran.stderr
+        assert "(1, " in ran.stdout and ", 17, 2)" in ran.stdout, ran.stdout
+    finally:
+        status = first.stop(signal.SIGINT)
+    assert status == 0, "\n".join(first.output)
+    assert not processes_mentioning(str(tmp_path / "model_repository")), "tritonserver or a stub outlived Ctrl-C"
+
+    second = ServeProcess(tmp_path)
+    try:
+        output = second.wait_for(READY_LINE, timeout_s=120)
+        assert any("reusing exported artifacts" in line for line in output), output
+        assert not any("exporting" in line for line in output)
+    finally:
+        status = second.stop(signal.SIGTERM)
+    assert status == 0
+    assert not processes_mentioning(str(tmp_path / "model_repository"))
