@@ -30,7 +30,7 @@ READY_LINE = "Ctrl-C stops the server."
 class ServeProcess:
     """``rtmo serve`` in a subprocess, its stdout read line by line in a thread."""
 
-    def __init__(self, work: Path, *args: str) -> None:
+    def __init__(self, work: Path, *args: str, sigint_ignored: bool = False) -> None:
         self.ports = distinct_ports(3)
         grpc, http, metrics = map(str, self.ports)
         env = {**os.environ, "RTMO_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
@@ -39,6 +39,8 @@ class ServeProcess:
              "--metrics-port", metrics, "--repository", str(work / "model_repository"), "--log-file", str(work / "triton.log"),
              *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            # As a shell without job control starts `rtmo serve &`: SIGINT ignored from the start.
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -99,12 +101,22 @@ def test_rtmo_serve_prints_a_working_example_stops_cleanly_and_reuses_the_export
     assert status == 0, "\n".join(first.output)
     assert not processes_mentioning(str(tmp_path / "model_repository")), "tritonserver or a stub outlived Ctrl-C"
 
-    second = ServeProcess(tmp_path)
+    second = ServeProcess(tmp_path, sigint_ignored=True)
     try:
         output = second.wait_for(READY_LINE, timeout_s=120)
         assert any("reusing exported artifacts" in line for line in output), output
         assert not any("exporting" in line for line in output)
     finally:
-        status = second.stop(signal.SIGTERM)
+        status = second.stop(signal.SIGINT)
     assert status == 0
+    assert not processes_mentioning(str(tmp_path / "model_repository"))
+
+
+def test_rtmo_serve_stops_on_sigterm_while_starting(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "model_repository", tmp_path / "model_repository",
+                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+    starting = ServeProcess(tmp_path)
+    starting.wait_for("exporting random:tiny")
+    assert starting.stop(signal.SIGTERM) == 130  # interrupted before serving: nothing to stop
+    assert READY_LINE not in starting.output
     assert not processes_mentioning(str(tmp_path / "model_repository"))

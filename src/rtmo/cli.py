@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import sys
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +63,10 @@ def serve(args: argparse.Namespace) -> int:
     from rtmo.checkpoint import cache_dir
     from rtmo.serving.tritonserver import TritonServer
 
+    # Ctrl-C and SIGTERM interrupt wherever we are, startup included. SIGINT is set explicitly: a shell that starts
+    # `rtmo serve &` without job control hands it over ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     prepared = prepare_artifacts(args.checkpoint, top_k=args.top_k, allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT)
     repository = args.repository.resolve()
     assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=args.max_batch_size)
@@ -72,10 +76,8 @@ def serve(args: argparse.Namespace) -> int:
         log_path=args.log_file, extra_env={"PYTHONPATH": str(_source_root() / "src")},
         python_shm_default_byte_size=16 * 1024 * 1024, startup_timeout_s=args.startup_timeout_s,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
     try:
+        server.start()
         seconds = server.wait_until_ready(args.startup_timeout_s)
         urls = server.urls
         print(f"RTMO ready in {seconds:.1f}s — checkpoint {prepared.checkpoint} (sha256 {prepared.sha256[:16]})")
@@ -87,7 +89,8 @@ def serve(args: argparse.Namespace) -> int:
         print(_EXAMPLE.format(grpc=urls.grpc))
         print("Ctrl-C stops the server.")
         sys.stdout.flush()
-        while not stop.wait(0.5):
+        while True:
+            time.sleep(0.5)
             if not server.is_running():
                 LOGGER.error("tritonserver exited; last log lines:\n%s", server.log_tail())
                 return 1
@@ -97,6 +100,10 @@ def serve(args: argparse.Namespace) -> int:
         print("stopping tritonserver…")
         server.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 _EXAMPLE = """\
@@ -136,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     except RTMOError as error:
         LOGGER.error("%s", error)
         return 2
+    except KeyboardInterrupt:  # before the server started (e.g. during the export): nothing to stop
+        return 130
 
 
 if __name__ == "__main__":
