@@ -66,7 +66,12 @@ class ServeProcess:
 
     def stop(self, sig: signal.Signals) -> int:
         self.process.send_signal(sig)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # tritonserver follows it (PR_SET_PDEATHSIG), so a failure leaves nothing running
+            self.process.wait(timeout=30)
+            raise
 
 
 def processes_mentioning(text: str) -> list[str]:
