@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,14 @@ from tritonclient.utils import InferenceServerException
 
 from rtmo_client._core import RetryPolicy, request_parameters, retry_policy
 from rtmo_client._shm import SERVER_FLAG_HINT, FramePool
-from rtmo_client.errors import RTMOClientError, SharedMemoryError, UnavailableError, from_triton_error, status_name
+from rtmo_client.errors import (
+    ModelNotReadyError,
+    RTMOClientError,
+    SharedMemoryError,
+    UnavailableError,
+    from_triton_error,
+    status_name,
+)
 from rtmo_client.images import Channels, Payload, to_payload
 from rtmo_client.results import ModelInfo
 from rtmo_client.transport import CertificateSource, tls_credentials
@@ -70,6 +78,25 @@ class BaseClient:
         if self.pool is not None:
             self.pool.mark_unregistered()  # a restarted server forgot our regions
         return True
+
+    def poll_timeout_s(self, deadline_s: float) -> float:
+        """Deadline of one readiness call made while waiting until ``deadline_s`` (a ``time.monotonic`` value)."""
+        remaining_s = deadline_s - time.monotonic()
+        return max(0.05, min(remaining_s, self.timeout_s or remaining_s))
+
+    @staticmethod
+    def unready_reason(error: InferenceServerException) -> str:
+        """Why a readiness call failed, when waiting should go on (unreachable or slow); other errors are raised."""
+        mapped = from_triton_error(error)
+        if not isinstance(mapped, UnavailableError) and mapped.status != "DEADLINE_EXCEEDED":
+            raise mapped from error
+        return mapped.message
+
+    def not_ready_error(self, timeout_s: float, reason: str, *, unreachable: bool) -> RTMOClientError:
+        """What ``wait_until_ready`` raises when ``timeout_s`` has passed."""
+        if unreachable:
+            return UnavailableError(f"{self.url} did not answer within {timeout_s} s: {reason}", status="UNAVAILABLE")
+        return ModelNotReadyError(f"{self.url} was not ready within {timeout_s} s: {reason}")
 
     @staticmethod
     def payloads(images: Sequence[object], channels: Channels | None) -> list[Payload]:

@@ -26,7 +26,7 @@ from rtmo_client._core import (
     validate_options,
 )
 from rtmo_client._shm import Region, batch_bytes, frame_input_in
-from rtmo_client.errors import ModelNotReadyError, UnavailableError, from_triton_error
+from rtmo_client.errors import UnavailableError, from_triton_error
 from rtmo_client.images import Channels, Frame, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import AsyncTransport, CertificateSource, async_grpc_transport
@@ -118,9 +118,8 @@ class AsyncClient:
         deadline_s = time.monotonic() + timeout_s
         pause_s, reason = 0.05, "no answer yet"
         while True:
-            remaining_s = deadline_s - time.monotonic()
             try:
-                per_call = max(0.05, min(remaining_s, self._base.timeout_s or remaining_s))
+                per_call = self._base.poll_timeout_s(deadline_s)
                 if await self._transport.is_server_ready(headers=self._base.headers, client_timeout=per_call):
                     waiting = [
                         m for m in models if not await self._transport.is_model_ready(m, headers=self._base.headers, client_timeout=per_call)
@@ -132,14 +131,9 @@ class AsyncClient:
                     reason = "server not ready"
                 unreachable = False
             except InferenceServerException as error:
-                mapped = from_triton_error(error)
-                if not isinstance(mapped, UnavailableError) and mapped.status != "DEADLINE_EXCEEDED":
-                    raise mapped from error
-                reason, unreachable = mapped.message, True
+                reason, unreachable = self._base.unready_reason(error), True
             if time.monotonic() + pause_s > deadline_s:
-                if unreachable:
-                    raise UnavailableError(f"{self.url} did not answer within {timeout_s} s: {reason}", status="UNAVAILABLE")
-                raise ModelNotReadyError(f"{self.url} was not ready within {timeout_s} s: {reason}")
+                raise self._base.not_ready_error(timeout_s, reason, unreachable=unreachable)
             await asyncio.sleep(pause_s)
             pause_s = min(0.5, pause_s * 2)
 
