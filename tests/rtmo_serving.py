@@ -8,15 +8,14 @@ start their own with :func:`serve_model`.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from rtmo.build.assemble import assemble_repository
+from rtmo.build.assemble import assemble_repository, copy_templates
 from rtmo.build.export import export_onnx, load_model
-from rtmo.serving.tritonserver import TritonServer, free_port
+from rtmo.serving.tritonserver import TritonServer, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -33,22 +32,11 @@ def calibrated_model(size: str = "tiny") -> torch.nn.Module:
     return model.eval()
 
 
-def distinct_ports(count: int) -> list[int]:
-    """``count`` different free ports (free_port may hand out the same port twice in a row)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def build_cpu_repository(model: torch.nn.Module, work: Path, checkpoint: str = CALIBRATED_CHECKPOINT) -> Path:
     """Export ``model`` and assemble a copy of our model repository for the cpu target under ``work``."""
     export = export_onnx(model, work / "export", provenance={"checkpoint": checkpoint}).onnx_path.parent
     repository = work / "model_repository"
-    shutil.copytree(ROOT / "model_repository", repository,
-                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+    copy_templates(ROOT / "model_repository", repository)
     assemble_repository(export, target="cpu", repository=repository)
     return repository
 
@@ -56,7 +44,7 @@ def build_cpu_repository(model: torch.nn.Module, work: Path, checkpoint: str = C
 @contextlib.contextmanager
 def serve_repository(repository: Path, work: Path, **options: object) -> Iterator[TritonServer]:
     """Serve an assembled cpu repository on free ports; ``options`` go to :class:`TritonServer`."""
-    grpc_port, http_port, metrics_port = distinct_ports(3)
+    grpc_port, http_port, metrics_port = free_ports(3)
     options.setdefault("cache_dir", work / "triton-cache")
     options.setdefault("log_path", work / "tritonserver.log")
     triton = TritonServer(model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,

@@ -7,15 +7,14 @@ import json
 import pytest
 
 from rtmo.build.__main__ import main
+from rtmo.build.assemble import copy_templates
 
 
 def test_build_all_cpu_fills_repository_with_onnx_dcc_and_cpu_configs(tmp_path):
-    import shutil
     from pathlib import Path
 
     repository = tmp_path / "model_repository"
-    shutil.copytree(Path(__file__).parents[1] / "model_repository", repository,
-                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan"))
+    copy_templates(Path(__file__).parents[1] / "model_repository", repository)
     assert main(["--checkpoint", "random:tiny", "--target", "cpu", "--repository", str(repository),
                  "--work-dir", str(tmp_path / "work")]) == 0
     assert (repository / "engine" / "1" / "model.onnx").stat().st_size > 1_000_000

@@ -278,7 +278,7 @@ def test_engine_build_entrypoint_builds_with_the_environment_settings_when_no_pl
 
 @pytest.fixture(scope="module")
 def cpu_and_gpu_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from rtmo.build.assemble import assemble_repository
+    from rtmo.build.assemble import assemble_repository, copy_templates
     from rtmo.build.export import export_onnx, load_model
 
     base = tmp_path_factory.mktemp("layout")
@@ -290,8 +290,7 @@ def cpu_and_gpu_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[s
     repositories = {}
     for target in ("cpu", "gpu"):
         repository = base / target
-        shutil.copytree(ROOT / "model_repository", repository,
-                        ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "*.plan.json", "__pycache__"))
+        copy_templates(ROOT / "model_repository", repository)
         assemble_repository(export, target=target, repository=repository, max_batch_size=8)
         repositories[target] = repository
     return repositories
@@ -356,12 +355,11 @@ def test_compose_triton_flags_start_triton_251_whose_metrics_feed_every_dashboar
     import tritonclient.grpc as grpcclient
 
     from rtmo.checkpoint import cache_dir
-    from rtmo.serving.tritonserver import TritonServer
-    from rtmo_serving import distinct_ports
+    from rtmo.serving.tritonserver import TritonServer, free_ports
 
     command = compose()["services"]["triton"]["command"]
     flags = [arg for arg in command[1:] if not arg.startswith(("--model-repository=", "--model-config-name="))]
-    grpc_port, http_port, metrics_port = distinct_ports(3)
+    grpc_port, http_port, metrics_port = free_ports(3)
     server = TritonServer(model_repository=_identity_repository(tmp_path / "repo"), grpc_port=grpc_port, http_port=http_port,
                           metrics_port=metrics_port, extra_args=flags, cache_dir=cache_dir() / "tritonserver", startup_timeout_s=60)
     with server:

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import text_format
 
 from image_files import jpeg_claiming, png_claiming, tiff_claiming, webp_claiming
-from rtmo.build.assemble import MODELS, assemble_repository, main
+from rtmo.build.assemble import MODELS, assemble_repository, copy_templates, main
 from rtmo.errors import BuildError, InvalidInputError
 from rtmo.pose_nms import nearby_joints_nms
 from rtmo.processing import Poses
@@ -228,9 +228,7 @@ def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def repo_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "model_repository"
-    shutil.copytree(REPOSITORY, target, ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
-    return target
+    return copy_templates(REPOSITORY, tmp_path / "model_repository")
 
 
 def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(export_tiny: Path, repo_copy: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from rtmo_serving import ROOT, distinct_ports
+from rtmo.build.assemble import copy_templates
+from rtmo.serving.tritonserver import free_ports
+from rtmo_serving import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ class ServeProcess:
     """``rtmo serve`` in a subprocess, its stdout read line by line in a thread."""
 
     def __init__(self, work: Path, *args: str, sigint_ignored: bool = False) -> None:
-        self.ports = distinct_ports(3)
+        self.ports = free_ports(3)
         grpc, http, metrics = map(str, self.ports)
         env = {**os.environ, "RTMO_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
@@ -87,8 +88,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 def test_rtmo_serve_prints_a_working_example_stops_cleanly_and_reuses_the_export(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "model_repository", tmp_path / "model_repository",
-                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+    copy_templates(ROOT / "model_repository", tmp_path / "model_repository")
     first = ServeProcess(tmp_path)
     try:
         output = first.wait_for(READY_LINE)
@@ -118,8 +118,7 @@ def test_rtmo_serve_prints_a_working_example_stops_cleanly_and_reuses_the_export
 
 
 def test_rtmo_serve_stops_on_sigterm_while_starting(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "model_repository", tmp_path / "model_repository",
-                    ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+    copy_templates(ROOT / "model_repository", tmp_path / "model_repository")
     starting = ServeProcess(tmp_path)
     starting.wait_for("exporting random:tiny")
     assert starting.stop(signal.SIGTERM) == 130  # interrupted before serving: nothing to stop

@@ -22,11 +22,11 @@ import pytest
 from rtmo.serving.tritonserver import (
     TritonServer,
     TritonServerError,
+    free_ports,
     live_process_group_members,
     locate_bundled_tritonserver,
     prepare_tritonserver,
 )
-from rtmo_serving import distinct_ports
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc]")
 
@@ -141,7 +141,7 @@ def triton_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_server(repository: Path, cache_dir: Path, **options: object) -> TritonServer:
     """A server on free ports, logging into the repository's parent directory unless told otherwise."""
-    grpc_port, http_port, metrics_port = distinct_ports(3)
+    grpc_port, http_port, metrics_port = free_ports(3)
     options.setdefault("log_path", repository.parent / "tritonserver.log")
     return TritonServer(
         model_repository=repository,
@@ -311,7 +311,7 @@ def test_tritonserver_stop_leaves_no_server_or_stub_process(
 @pytest.mark.integration
 def test_tritonserver_dies_with_the_process_that_started_it(tmp_path: Path, triton_cache_dir: Path) -> None:
     repository = write_toy_repository(tmp_path / "repository")
-    grpc_port, http_port, metrics_port = distinct_ports(3)
+    grpc_port, http_port, metrics_port = free_ports(3)
     launcher = textwrap.dedent(
         f"""
         import sys, time

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -297,22 +296,18 @@ def cached_onnx(parameters: dict[str, str]) -> Path | None:
 @contextlib.contextmanager
 def started_server(checkpoint: str, *, threads: int, max_batch_size: int, top_k: int) -> Iterator[tuple[Any, Path]]:
     """Export (cached) and serve ``checkpoint`` on free loopback ports, as ``rtmo serve`` does; yields (server, onnx)."""
-    from rtmo.build.assemble import assemble_repository
+    from rtmo.build.assemble import assemble_repository, copy_templates
     from rtmo.checkpoint import cache_dir
     from rtmo.cli import DEFAULT_CHECKPOINT, prepare_artifacts
-    from rtmo.serving.tritonserver import TritonServer, free_port
+    from rtmo.serving.tritonserver import TritonServer, free_ports
 
     prepared = prepare_artifacts(checkpoint, top_k=top_k, allow_random_fallback=checkpoint == DEFAULT_CHECKPOINT)
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as work:
         repository = Path(work) / "model_repository"
-        shutil.copytree(ROOT / "model_repository", repository,
-                        ignore=shutil.ignore_patterns("configs", "*.onnx", "*.npz", "*.plan", "__pycache__"))
+        copy_templates(ROOT / "model_repository", repository)
         assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=max_batch_size,
                             engine_intra_op_threads=threads)
-        ports: list[int] = []
-        while len(ports) < 3:  # free_port may hand out the same port twice in a row
-            if (port := free_port()) not in ports:
-                ports.append(port)
+        ports = free_ports(3)
         server = TritonServer(model_repository=repository, grpc_port=ports[0], http_port=ports[1], metrics_port=ports[2],
                               model_config_name="cpu", cache_dir=cache_dir() / "tritonserver",
                               log_path=Path(work) / "tritonserver.log", extra_env={"PYTHONPATH": str(ROOT / "src")},

@@ -24,13 +24,22 @@ from google.protobuf import json_format, text_format
 
 from rtmo.errors import BuildError
 
-__all__ = ["MODELS", "assemble_repository", "generate_config", "main"]
+__all__ = ["MODELS", "assemble_repository", "copy_templates", "generate_config", "main"]
 
 LOGGER = logging.getLogger(__name__)
 
 MODELS = ("preprocess", "engine", "postprocess", "rtmo", "rtmo_frames")
 CANDIDATES = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
 PLAN_SIDECAR = "model.plan.json"  # written by rtmo.build.engine next to the plan: {"profile": {"max_batch": N}, ...}
+# What assemble (and the build stages before it) write into a repository, as opposed to what is checked in.
+GENERATED = ("configs", "*.onnx", "*.npz", "*.plan", PLAN_SIDECAR, "__pycache__")
+
+
+def copy_templates(source: Path, destination: Path) -> Path:
+    """Copy the checked-in part of a model repository (``config.pbtxt`` and ``model.py`` files) to ``destination``,
+    leaving out everything built or assembled, so that ``destination`` can be assembled on its own."""
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns(*GENERATED))
+    return destination
 
 
 def _model_config_pb2() -> Any:

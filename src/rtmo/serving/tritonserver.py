@@ -8,8 +8,9 @@ own process group with an explicit environment and ``PR_SET_PDEATHSIG``, readine
 the captured log attached to every failure, and a stop by SIGINT, then SIGKILL of the whole process group.
 
 Example:
-    >>> with TritonServer(model_repository=repo, grpc_port=free_port(), http_port=free_port(),
-    ...                   metrics_port=free_port(), cache_dir=cache) as server:
+    >>> grpc, http, metrics = free_ports(3)
+    >>> with TritonServer(model_repository=repo, grpc_port=grpc, http_port=http, metrics_port=metrics,
+    ...                   cache_dir=cache) as server:
     ...     client = tritonclient.grpc.InferenceServerClient(server.urls.grpc)
 
 Linux only: ``prctl``, ``/proc`` and process groups are used.
@@ -21,6 +22,7 @@ Exceptions:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.metadata
 import importlib.util
@@ -181,15 +183,16 @@ def prepare_tritonserver(*, cache_dir: Path) -> TritonInstall:
     )
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (for tests; another process may take it).
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` different TCP ports on 127.0.0.1 that were free a moment ago (another process may take them).
 
-    Returns:
-        The port number.
+    The sockets are bound all at once, so the ports differ; one at a time, the system may hand out a port twice.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 class TritonServer:
