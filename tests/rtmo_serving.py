@@ -15,6 +15,7 @@ import torch
 
 from rtmo.build.assemble import assemble_repository, copy_templates
 from rtmo.build.export import export_onnx, load_model
+from rtmo.cli import cpu_server
 from rtmo.serving.tritonserver import TritonServer, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +44,11 @@ def build_cpu_repository(model: torch.nn.Module, work: Path, checkpoint: str = C
 
 @contextlib.contextmanager
 def serve_repository(repository: Path, work: Path, **options: object) -> Iterator[TritonServer]:
-    """Serve an assembled cpu repository on free ports; ``options`` go to :class:`TritonServer`."""
+    """Serve an assembled cpu repository on free ports as ``rtmo serve`` does; ``options`` go to :func:`cpu_server`."""
     grpc_port, http_port, metrics_port = free_ports(3)
     options.setdefault("cache_dir", work / "triton-cache")
     options.setdefault("log_path", work / "tritonserver.log")
-    triton = TritonServer(model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                          model_config_name="cpu", extra_env={"PYTHONPATH": str(ROOT / "src")}, **options)  # type: ignore[arg-type]
+    triton = cpu_server(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, **options)
     with triton:
         yield triton
 

@@ -9,8 +9,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rtmo.errors import CheckpointUnavailableError, RTMOError
+
+if TYPE_CHECKING:
+    from rtmo.serving.tritonserver import TritonServer
 
 LOGGER = logging.getLogger("rtmo")
 DEFAULT_CHECKPOINT = "rtmo-s_body7"
@@ -28,9 +32,37 @@ def _source_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def artifact_dir(checkpoint: str, sha256: str, *, top_k: int) -> Path:
+    """Where :func:`prepare_artifacts` keeps a checkpoint's export: keyed by its hash (its name for random weights)."""
+    from rtmo.checkpoint import cache_dir
+
+    key = checkpoint.replace(":", "-") if checkpoint.startswith("random:") else sha256
+    return cache_dir() / "artifacts" / f"{key[:16]}-k{top_k}"
+
+
+def cpu_server(repository: Path, *, grpc_port: int, http_port: int, metrics_port: int, **options: Any) -> TritonServer:
+    """A tritonserver for a repository assembled for the cpu target, set up as ``rtmo serve`` runs it.
+
+    ``options`` go to :class:`~rtmo.serving.tritonserver.TritonServer` and override these settings: the ``cpu``
+    configs, the bundled server copied under the rtmo cache, this checkout's ``src`` importable by the Python models,
+    and 16 MiB of Python-backend shared memory per instance.
+    """
+    from rtmo.checkpoint import cache_dir
+    from rtmo.serving.tritonserver import TritonServer
+
+    settings: dict[str, Any] = {
+        "model_config_name": "cpu",
+        "cache_dir": cache_dir() / "tritonserver",
+        "extra_env": {"PYTHONPATH": str(_source_root() / "src")},
+        "python_shm_default_byte_size": 16 * 1024 * 1024,
+        **options,
+    }
+    return TritonServer(model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, **settings)
+
+
 def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: bool) -> PreparedModel:
     """Export ``checkpoint`` once per (hash, top_k) into the cache; later runs reuse it without loading torch."""
-    from rtmo.checkpoint import cache_dir, checkpoint_sha256, resolve_checkpoint
+    from rtmo.checkpoint import checkpoint_sha256, resolve_checkpoint
 
     if checkpoint.startswith("random:"):
         sha = checkpoint.replace(":", "-")
@@ -46,7 +78,7 @@ def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: boo
             LOGGER.warning("model metadata says checkpoint_sha256='random'. Pass --checkpoint PATH to fix.")
             LOGGER.warning("!" * 78)
             checkpoint, sha = RANDOM_FALLBACK, RANDOM_FALLBACK.replace(":", "-")
-    export_dir = cache_dir() / "artifacts" / f"{sha[:16]}-k{top_k}"
+    export_dir = artifact_dir(checkpoint, sha, top_k=top_k)
     if (export_dir / "metadata.json").is_file() and (export_dir / "model.onnx").is_file():
         LOGGER.info("reusing exported artifacts in %s", export_dir)
         return PreparedModel(export_dir, checkpoint, sha)
@@ -60,8 +92,6 @@ def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: boo
 
 def serve(args: argparse.Namespace) -> int:
     from rtmo.build.assemble import assemble_repository
-    from rtmo.checkpoint import cache_dir
-    from rtmo.serving.tritonserver import TritonServer
 
     # Ctrl-C and SIGTERM interrupt wherever we are, startup included. SIGINT is set explicitly: a shell that starts
     # `rtmo serve &` without job control hands it over ignored.
@@ -70,12 +100,8 @@ def serve(args: argparse.Namespace) -> int:
     prepared = prepare_artifacts(args.checkpoint, top_k=args.top_k, allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT)
     repository = args.repository.resolve()
     assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=args.max_batch_size)
-    server = TritonServer(
-        model_repository=repository, grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-        host=args.host, model_config_name="cpu", cache_dir=cache_dir() / "tritonserver",
-        log_path=args.log_file, extra_env={"PYTHONPATH": str(_source_root() / "src")},
-        python_shm_default_byte_size=16 * 1024 * 1024, startup_timeout_s=args.startup_timeout_s,
-    )
+    server = cpu_server(repository, grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
+                        host=args.host, log_path=args.log_file, startup_timeout_s=args.startup_timeout_s)
     try:
         server.start()
         seconds = server.wait_until_ready(args.startup_timeout_s)

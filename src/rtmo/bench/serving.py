@@ -285,21 +285,21 @@ def engine_metadata(url: str) -> tuple[int, dict[str, str]]:
 
 def cached_onnx(parameters: dict[str, str]) -> Path | None:
     """Where ``rtmo serve`` exported the served checkpoint, if this machine has it (see ``rtmo.cli.prepare_artifacts``)."""
-    from rtmo.checkpoint import cache_dir
+    from rtmo.cli import artifact_dir
 
     checkpoint, sha = parameters.get("checkpoint", ""), parameters.get("checkpoint_sha256", "")
-    key = checkpoint.replace(":", "-") if checkpoint.startswith("random:") else sha
-    path = cache_dir() / "artifacts" / f"{key[:16]}-k{parameters.get('top_k', '256')}" / "model.onnx"
-    return path if key and path.is_file() else None
+    if not (checkpoint.startswith("random:") or sha):
+        return None
+    path = artifact_dir(checkpoint, sha, top_k=int(parameters.get("top_k", "256"))) / "model.onnx"
+    return path if path.is_file() else None
 
 
 @contextlib.contextmanager
 def started_server(checkpoint: str, *, threads: int, max_batch_size: int, top_k: int) -> Iterator[tuple[Any, Path]]:
     """Export (cached) and serve ``checkpoint`` on free loopback ports, as ``rtmo serve`` does; yields (server, onnx)."""
     from rtmo.build.assemble import assemble_repository, copy_templates
-    from rtmo.checkpoint import cache_dir
-    from rtmo.cli import DEFAULT_CHECKPOINT, prepare_artifacts
-    from rtmo.serving.tritonserver import TritonServer, free_ports
+    from rtmo.cli import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
+    from rtmo.serving.tritonserver import free_ports
 
     prepared = prepare_artifacts(checkpoint, top_k=top_k, allow_random_fallback=checkpoint == DEFAULT_CHECKPOINT)
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as work:
@@ -307,11 +307,9 @@ def started_server(checkpoint: str, *, threads: int, max_batch_size: int, top_k:
         copy_templates(ROOT / "model_repository", repository)
         assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=max_batch_size,
                             engine_intra_op_threads=threads)
-        ports = free_ports(3)
-        server = TritonServer(model_repository=repository, grpc_port=ports[0], http_port=ports[1], metrics_port=ports[2],
-                              model_config_name="cpu", cache_dir=cache_dir() / "tritonserver",
-                              log_path=Path(work) / "tritonserver.log", extra_env={"PYTHONPATH": str(ROOT / "src")},
-                              python_shm_default_byte_size=16 * 1024 * 1024, startup_timeout_s=300.0)
+        grpc_port, http_port, metrics_port = free_ports(3)
+        server = cpu_server(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                            log_path=Path(work) / "tritonserver.log", startup_timeout_s=300.0)
         with server:
             yield server, prepared.export_dir / "model.onnx"
 
