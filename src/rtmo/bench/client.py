@@ -35,6 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rtmo.bench.timing import alternate
+
 ROOT = Path(__file__).resolve().parents[3]
 PHOTOS = ROOT / "tests" / "data" / "photos"
 TARGET_RATIO = 0.95
@@ -119,16 +121,8 @@ def client_side_us(raw: Any, grpcclient: Any, data: bytes, info: Any, *, iters: 
 
 def interleaved(pairs: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
     """images/s of each callable (it returns the images it handled), run in turn ``rounds`` times after one warm-up."""
-    for fn in pairs.values():
-        fn()
-    totals = {name: [0, 0.0] for name in pairs}
-    for _ in range(rounds):
-        for name, fn in pairs.items():
-            start = time.perf_counter()
-            images = fn()
-            totals[name][0] += images
-            totals[name][1] += time.perf_counter() - start
-    return {name: images / seconds for name, (images, seconds) in totals.items()}
+    timed = alternate(pairs, rounds=rounds, warmup=1)
+    return {name: sum(images for images, _ in runs) / sum(seconds for _, seconds in runs) for name, runs in timed.items()}
 
 
 @contextlib.contextmanager

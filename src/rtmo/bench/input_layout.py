@@ -22,7 +22,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 
 from rtmo.bench.model import DEFAULT_IMAGE, SIZE_NAMES
+from rtmo.bench.timing import alternate
 
 LAYOUTS = ("uint8_nhwc", "float32_nchw")
 
@@ -48,16 +48,8 @@ def prepare(image: np.ndarray, size: int, layout: str) -> np.ndarray:
 
 def interleaved_ms(fns: dict[str, Callable[[], object]], *, iters: int, warmup: int) -> dict[str, float]:
     """Median milliseconds of each function, timed in alternation so that both see the same machine load."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1000.0 * (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in times.items()}
+    timed = alternate(fns, rounds=iters, warmup=warmup)
+    return {name: 1000.0 * statistics.median(seconds for _, seconds in runs) for name, runs in timed.items()}
 
 
 def bench_size(short: str, image: np.ndarray, work: Path, *, threads: int, batches: Sequence[int], iters: int,

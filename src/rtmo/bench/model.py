@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 import torch
 
+from rtmo.bench.timing import alternate
+
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "photos" / "103319.jpg"
 REFERENCE_SCRIPT = ROOT / "tests" / "mmpose_ref" / "run_reference.py"
@@ -40,14 +42,7 @@ SIZE_NAMES = {"t": "tiny", "s": "small", "m": "medium", "l": "large"}
 
 def median_ms(fn: Callable[[], object], *, iters: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``iters`` runs after ``warmup`` untimed runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    return 1000.0 * statistics.median(seconds for _, seconds in alternate({"fn": fn}, rounds=iters, warmup=warmup)["fn"])
 
 
 def mmpose_python() -> Path | None:
