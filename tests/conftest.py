@@ -59,18 +59,21 @@ CALIBRATION_PHOTOS = (PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg")
 
 
 @pytest.fixture(scope="session")
-def mmpose_checkpoint(mmpose_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], tuple[Path, dict]]:
-    """``(dataset, size) -> (path, make-checkpoint's report)``: calibrated random-weight checkpoints made by MMPose's
-    code, once per session (t and s on both calibration photos, m and l on the first only)."""
-    made: dict[tuple[str, str], tuple[Path, dict]] = {}
+def mmpose_checkpoint(mmpose_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[Path, dict]]:
+    """``(dataset, size, *options) -> (path, make-checkpoint's report)``: calibrated random-weight checkpoints made by
+    MMPose's code, once per session (t and s on both calibration photos, m and l on the first only); ``options`` are
+    further ``make-checkpoint`` arguments."""
+    made: dict[tuple[str, ...], tuple[Path, dict]] = {}
 
-    def make(dataset: str, size: str) -> tuple[Path, dict]:
-        if (dataset, size) not in made:
+    def make(dataset: str, size: str, *options: str) -> tuple[Path, dict]:
+        key = (dataset, size, *options)
+        if key not in made:
             path = tmp_path_factory.mktemp(f"mmpose-{dataset}-{size}") / "ckpt.pth"
             photos = CALIBRATION_PHOTOS if size in ("t", "s") else CALIBRATION_PHOTOS[:1]
             report = run_reference(mmpose_python, "make-checkpoint", "--dataset", dataset, "--size", size, "--out", str(path),
-                                   "--calib-image", *map(str, photos), "--seed", "0", "--threads", str(torch.get_num_threads()))
-            made[(dataset, size)] = path, report
-        return made[(dataset, size)]
+                                   "--calib-image", *map(str, photos), "--seed", "0", "--threads", str(torch.get_num_threads()),
+                                   *options)
+            made[key] = path, report
+        return made[key]
 
     return make

@@ -11,15 +11,20 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
 
   make-checkpoint --dataset coco|body7|crowdpose --size t|s|m|l --out X.pth
                   --calib-image IMG [IMG ...] [--seed N] [--format legacy|zip]
+                  [--dcc-heatmap-std S]
       Build the model from the config shipped in the mmpose wheel, give it
       deterministic random-but-meaningful weights (see make_checkpoint()) and
       save {'meta': ..., 'state_dict': ...} like an MMPose model-zoo .pth.
 
   predict --dataset ... --size ... --checkpoint X.pth --images IMG [IMG ...]
-          --out OUT.npz [--score-thr 0.1] [--nms-thr 0.65]
+          --out OUT.npz [--score-thr 0.1] [--nms-thr 0.65] [--threads N]
+          [--float64]
       Run mmpose.apis.inference_bottomup on each image and save the network
       input, raw per-level head outputs and final pred_instances (npz keys in
-      predict()).
+      predict()). --float64 runs inference_bottomup once more with the whole
+      model and its input in float64 and saves those pred_instances too
+      (keys img{i}_f64_*): the reference that float32 rounding is measured
+      against.
 
   coco-metric --annotations ANN.json --predictions P.json|P.npz
               [--iou-type keypoints|keypoints_crowd]
@@ -615,7 +620,7 @@ def cmd_make_checkpoint(args):
     metas = [ds[0].metainfo for _, ds in pre]
     nbn = recalibrate_bn(model, inputs_list, passes=args.bn_passes)
     rescale_outputs(model, inputs_list)
-    calibrate_dcc(model, inputs_list)
+    calibrate_dcc(model, inputs_list, target_hm_std=args.dcc_heatmap_std)
     report, info = choose_cls_layer(model, inputs_list, metas, score_thr,
                                     nms_thr, gen, args.cls_candidates)
     # verify with MMPose's own pipeline
@@ -756,6 +761,8 @@ def cmd_predict(args):
                 min_iou_margin=round(ev['iou_margin'], 6)))
     finally:
         cap.remove()
+    if args.float64:
+        out.update(predict_float64(model, args.images))
     out['num_images'] = np.asarray(len(args.images), np.int64)
     out['strides'] = np.asarray(model.head.featmap_strides, np.int64)
     out['score_thr'] = np.asarray(model.test_cfg['score_thr'], np.float64)
@@ -764,6 +771,31 @@ def cmd_predict(args):
     np.savez(args.out, **out)
     print(json.dumps(dict(out=args.out, dataset=args.dataset, size=args.size,
                           images=summary)))
+
+
+def predict_float64(model, images):
+    """inference_bottomup with every parameter, buffer and the network input
+    in float64 (the data preprocessor's uint8 -> float cast gives float32, so
+    a pre-hook on the backbone widens it): MMPose's own arithmetic with far
+    less rounding, the yardstick for both float32 implementations."""
+    model.double()
+    hook = model.backbone.register_forward_pre_hook(
+        lambda module, args: (args[0].double(), ) + tuple(args[1:]))
+    out = {}
+    try:
+        for i, img in enumerate(images):
+            pi = inference_bottomup(model, img)[0].pred_instances
+            k = int(model.head.num_keypoints)
+            p = f'img{i}_f64_'
+            out[p + 'bboxes'] = np.asarray(pi.bboxes, np.float64).reshape(-1, 4)
+            out[p + 'bbox_scores'] = np.asarray(pi.bbox_scores, np.float64).reshape(-1)
+            out[p + 'keypoints'] = np.asarray(pi.keypoints, np.float64).reshape(-1, k, 2)
+            out[p + 'keypoint_scores'] = np.asarray(
+                pi.keypoint_scores, np.float64).reshape(-1, k)
+    finally:
+        hook.remove()
+        model.float()
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -893,6 +925,10 @@ def main(argv=None):
     p.add_argument('--bn-passes', type=int, default=3)
     p.add_argument('--cls-candidates', type=int, default=8)
     p.add_argument('--threads', type=int, default=torch.get_num_threads())
+    p.add_argument('--dcc-heatmap-std', type=float, default=3.0,
+                   help='spread of the 1-D heatmap logits the DCC is scaled '
+                   'to; ~1 makes its softmax broad, so float32 rounding '
+                   'cannot move a keypoint far (a well-conditioned case)')
     p.add_argument('--format', choices=['legacy', 'zip'], default='legacy',
                    help='legacy = torch.save(..., _use_new_zipfile_'
                    'serialization=False) as publish_model.py writes zoo files')
@@ -904,6 +940,8 @@ def main(argv=None):
     p.add_argument('--score-thr', type=float, default=0.1)
     p.add_argument('--nms-thr', type=float, default=0.65)
     p.add_argument('--threads', type=int, default=torch.get_num_threads())
+    p.add_argument('--float64', action='store_true',
+                   help='also save float64 predictions (img{i}_f64_*)')
     p = sub.add_parser('bench')
     model_args(p)
     p.add_argument('--checkpoint', default=None)

@@ -22,8 +22,10 @@ check_import() {
     "$VENV/bin/python" "$HERE/run_reference.py" check >/dev/null 2>&1
 }
 
-if [ -x "$VENV/bin/python" ] && check_import; then
-    echo "setup_venv.sh: $VENV already has mmpose importable; nothing to do."
+# The pins this venv was built from; a venv from other pins is brought up to date.
+PINS="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)-torch$TORCH_VERSION"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "$PINS" ] && check_import; then
+    echo "setup_venv.sh: $VENV already has mmpose importable with these pins; nothing to do."
     exit 0
 fi
 
@@ -38,14 +40,11 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 "${PIP[@]}" "torch==$TORCH_VERSION" \
     || die "pip install torch==$TORCH_VERSION failed"
 
-# 2. Pinned dependencies (see the recipe for why each pin).
-#    `six` is added to the recipe's list: mmpose/models/utils/misc.py does
-#    `from six.moves import ...`, and six used to arrive only through
-#    python-dateutil < 4 (matplotlib); python-dateutil 4.0 dropped it.
-"${PIP[@]}" "numpy<2" "setuptools<81" mmengine==0.10.7 mmcv-lite==2.1.0 \
-    opencv-python==4.11.0.86 scipy xtcocotools pycocotools json_tricks munkres shapely \
-    terminaltables matplotlib rich addict yapf termcolor six \
-    || die "pip install of pinned dependencies failed"
+# 2. Dependencies pinned exactly in requirements.txt (the recipe's list, resolved once, plus `six`:
+#    mmpose/models/utils/misc.py does `from six.moves import ...`, and python-dateutil 4.0 no longer brings it).
+#    Float32 parity must not depend on which release a fresh machine happens to resolve.
+"${PIP[@]}" -r "$HERE/requirements.txt" \
+    || die "pip install -r $HERE/requirements.txt failed"
 
 # 3. mmdet / mmpose without their dependency lists (chumpy, CUDA torchvision).
 "${PIP[@]}" --no-deps mmdet==3.3.0 mmpose==1.3.2 \
@@ -56,4 +55,5 @@ if ! check_import; then
     die "mmpose is installed in $VENV but 'run_reference.py check' fails (see above)"
 fi
 "$VENV/bin/python" "$HERE/run_reference.py" check
+echo "$PINS" > "$VENV/.pins"
 echo "setup_venv.sh: done in $(( $(date +%s) - start )) s: $VENV"
