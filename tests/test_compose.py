@@ -177,9 +177,12 @@ def test_readme_names_the_image_tags_of_the_compose_file() -> None:
 # --- what each image installs vs what its code imports ------------------------------------------------------------
 
 
+OUR_PACKAGES = {"rtmo": ROOT / "src", "rtmo_contract": ROOT / "contract" / "src"}
+
+
 def _module_file(module: str) -> Path | None:
     parts = module.split(".")
-    base = ROOT / "src" / Path(*parts)
+    base = OUR_PACKAGES[parts[0]] / Path(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
@@ -202,7 +205,7 @@ def _imports(path: Path) -> Iterator[str]:
 
 
 def third_party_imports(*entry_files: Path) -> set[str]:
-    """Top-level non-stdlib, non-``rtmo`` modules imported by the files and, transitively, the rtmo modules they use."""
+    """Top-level non-stdlib modules other than ours imported by the files and, transitively, the rtmo modules they use."""
     seen: set[Path] = set()
     todo, found = list(entry_files), set()
     while todo:
@@ -212,7 +215,7 @@ def third_party_imports(*entry_files: Path) -> set[str]:
         seen.add(path)
         for module in _imports(path):
             top = module.split(".")[0]
-            if top == "rtmo":
+            if top in OUR_PACKAGES:
                 for prefix in [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 2)]:
                     if (file := _module_file(prefix)) is not None:
                         todo.append(file)

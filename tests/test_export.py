@@ -13,7 +13,7 @@ import torch
 from rtmo.build.export import MAX_TOP_K, check_tensorrt_compatible, export_onnx, load_model, tensorrt_supported_ops
 from rtmo.candidates import CANDIDATE_OUTPUTS, CandidateNet
 from rtmo.errors import BuildError
-from rtmo.processing import letterbox
+from rtmo.runtime.preprocess import letterbox
 
 
 @pytest.fixture(scope="module", params=["tiny", "small"])
@@ -84,7 +84,7 @@ def test_export_writes_dcc_weights_and_metadata(exported):
     assert meta["input_size"] == [model.config.input_size] * 2
     assert meta["checkpoint_sha256"] == "random"
     assert len(meta["keypoint_names"]) == 17 and meta["keypoint_names"][0] == "nose"
-    from rtmo.processing import DCCWeights
+    from rtmo.runtime.dcc import DCCWeights
 
     np.testing.assert_array_equal(DCCWeights.load(result.dcc_path).gau_uv, model.head.dcc.gau.uv.weight.detach().numpy())
 

@@ -43,9 +43,10 @@ def tiny_model():
 
 @pytest.mark.parametrize(
     ("image", "message"),
-    [(np.zeros((10, 10), np.uint8), r"images\[0\]: expected shape HxWx3"), (np.zeros((10, 10, 4), np.uint8), "3 BGR channels"),
-     (np.zeros((10, 10, 3), np.float32), "expected dtype uint8"), (np.zeros((0, 10, 3), np.uint8), "empty"),
-     ("photo.jpg", "expected a numpy.ndarray")],
+    [(np.zeros((10, 10), np.uint8), r"images\[0\]: shape \[10, 10\]; accepted: \[H, W, 3\]"),
+     (np.zeros((10, 10, 4), np.uint8), r"shape \[10, 10, 4\]; accepted: \[H, W, 3\]"),
+     (np.zeros((10, 10, 3), np.float32), "dtype float32; accepted: UINT8"), (np.zeros((0, 10, 3), np.uint8), "empty"),
+     ("photo.jpg", "got str; accepted: a numpy.ndarray")],
 )
 def test_predict_rejects_bad_images_naming_the_argument(tiny_model, image, message):
     with pytest.raises(ValueError, match=message):
@@ -55,21 +56,23 @@ def test_predict_rejects_bad_images_naming_the_argument(tiny_model, image, messa
 def test_predict_rejects_single_array_and_bad_thresholds(tiny_model, crowd_photo):
     with pytest.raises(ValueError, match="wrap it in a list"):
         tiny_model.predict(crowd_photo)
-    with pytest.raises(ValueError, match="score_thr"):
-        tiny_model.predict([crowd_photo], score_thr=2.0)
-    with pytest.raises(ValueError, match="nms_thr"):
-        tiny_model.predict([crowd_photo], nms_thr=0.0)
+    with pytest.raises(ValueError, match="score_threshold: got 2.0; accepted: 0 <= value < 1"):
+        tiny_model.predict([crowd_photo], score_threshold=2.0)
+    with pytest.raises(ValueError, match="nms_iou_threshold: got 0.0; accepted: 0 < value <= 1"):
+        tiny_model.predict([crowd_photo], nms_iou_threshold=0.0)
+    with pytest.raises(TypeError, match="score_thr: renamed to score_threshold"):
+        tiny_model.predict([crowd_photo], score_thr=0.2)
 
 
 def _by_box(poses):
     # Random weights give near-tied scores whose order can flip between batch sizes; match people by box instead.
-    order = np.lexsort(np.round(poses.bboxes, 2).T[::-1])
-    return poses.bboxes[order], poses.keypoints[order], poses.bbox_scores[order]
+    order = np.lexsort(np.round(poses.boxes, 2).T[::-1])
+    return poses.boxes[order], poses.keypoints[order], poses.box_scores[order]
 
 
 def test_predict_batch_equals_single_images(tiny_model, crowd_photo, portrait_photo):
-    together = tiny_model.predict([crowd_photo, portrait_photo], score_thr=0.0, nms_thr=1.0)
-    alone = [tiny_model.predict([img], score_thr=0.0, nms_thr=1.0)[0] for img in (crowd_photo, portrait_photo)]
+    together = tiny_model.predict([crowd_photo, portrait_photo], score_threshold=0.0, nms_iou_threshold=1.0)
+    alone = [tiny_model.predict([img], score_threshold=0.0, nms_iou_threshold=1.0)[0] for img in (crowd_photo, portrait_photo)]
     for a, b in zip(together, alone):
         assert len(a) == len(b) == 845  # every anchor of the 416 input, none suppressed
         assert not a.truncated
@@ -78,26 +81,26 @@ def test_predict_batch_equals_single_images(tiny_model, crowd_photo, portrait_ph
 
 
 def test_predict_max_people_keeps_the_best(tiny_model, crowd_photo):
-    full = tiny_model.predict([crowd_photo], score_thr=0.0)[0]
-    capped = tiny_model.predict([crowd_photo], score_thr=0.0, max_people=3)[0]
+    full = tiny_model.predict([crowd_photo], score_threshold=0.0)[0]
+    capped = tiny_model.predict([crowd_photo], score_threshold=0.0, max_people=3)[0]
     assert len(capped) == 3 < len(full)
-    np.testing.assert_allclose(capped.bbox_scores, full.bbox_scores[:3])
+    np.testing.assert_allclose(capped.box_scores, full.box_scores[:3])
 
 
 def test_predict_boxes_are_clamped_to_the_network_input_like_mmpose(tiny_model, portrait_photo):
     # MMPose clamps boxes to the letterboxed input, so they may reach into the padding beside a portrait image.
-    from rtmo.processing import letterbox
+    from rtmo.runtime.preprocess import letterbox
 
     _, box = letterbox(portrait_photo, (416, 416))
     low, high = box.center - box.scale / 2, box.center + box.scale / 2
-    poses = tiny_model.predict([portrait_photo], score_thr=0.0)[0]
-    corners = poses.bboxes.reshape(-1, 2, 2)
+    poses = tiny_model.predict([portrait_photo], score_threshold=0.0)[0]
+    corners = poses.boxes.reshape(-1, 2, 2)
     assert (corners >= low - 1e-3).all() and (corners <= high + 1e-3).all()
     assert (corners[..., 0] < 0).any()  # some do reach into the padding, so the clamp bound is really exercised
 
 
 def test_numpy_dcc_decode_equals_torch_dcc(tiny_model):
-    from rtmo.processing import dcc_decode
+    from rtmo.runtime.dcc import dcc_decode
 
     rng = np.random.default_rng(0)
     pose = rng.normal(size=(7, 192)).astype(np.float32)

@@ -18,10 +18,11 @@ from google.protobuf import text_format
 from image_files import jpeg_claiming, png_claiming, tiff_claiming, webp_claiming
 from rtmo.build.assemble import MODELS, assemble_repository, copy_templates, main
 from rtmo.errors import BuildError, InvalidInputError
-from rtmo.pose_nms import nearby_joints_nms
-from rtmo.processing import Poses
-from rtmo.serving.decode import decode_image, header_size, validate_frame
-from rtmo.serving.requests import RequestParameters, pack_poses, parse_parameters
+from rtmo.runtime.pose_nms import nearby_joints_nms
+from rtmo.runtime.postprocess import Poses
+from rtmo.runtime.preprocess import decode_image, header_size, validate_frame
+from rtmo.runtime.triton import pack_people
+from rtmo_contract import PEOPLE
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
@@ -140,46 +141,21 @@ def test_validate_frame_refuses_wrong_shape_dtype_and_size() -> None:
         validate_frame(np.zeros((10, 10, 3), np.uint8), max_pixels=99)
 
 
-# ---------------------------------------------------------------------------------------------- parameters
-def test_parse_parameters_defaults_when_none_are_sent() -> None:
-    assert parse_parameters("{}") == RequestParameters(0.1, 0.65, None, False)
-
-
-def test_parse_parameters_reads_json_string() -> None:
-    params = parse_parameters(json.dumps({"score_threshold": 0.3, "nms_iou_threshold": 1, "max_people": 4, "pose_nms": True}))
-    assert params == RequestParameters(0.3, 1.0, 4, True)
-
-
-@pytest.mark.parametrize(
-    ("parameters", "match"),
-    [
-        ({"score_threshold": 1.5}, r"score_threshold: got 1.5; accepted: 0 <= value < 1"),
-        ({"score_threshold": "high"}, r"score_threshold: got 'high' \(str\); accepted: a finite number"),
-        ({"score_threshold": True}, r"score_threshold"),
-        ({"nms_iou_threshold": 0}, r"nms_iou_threshold: got 0.0; accepted: 0 < value <= 1"),
-        ({"max_people": 0}, r"max_people: got 0; accepted: an integer >= 1"),
-        ({"max_people": 2.5}, r"max_people"),
-        ({"pose_nms": "yes"}, r"pose_nms: got 'yes'; accepted: true or false"),
-        ({"score_thresold": 0.2}, r"\['score_thresold'\]: unknown; accepted"),
-    ],
-)
-def test_parse_parameters_refuses_invalid_values(parameters: dict, match: str) -> None:
-    with pytest.raises(InvalidInputError, match=match):
-        parse_parameters(parameters)
-
-
 def _poses(n: int, j: int = 3, value: float = 1.0) -> Poses:
     return Poses(np.full((n, 4), value, np.float32), np.full(n, value, np.float32), np.full((n, j, 2), value, np.float32),
                  np.full((n, j), value, np.float32), truncated=n == 2)
 
 
-def test_pack_poses_pads_rows_with_zeros_to_the_largest_count() -> None:
-    packed = pack_poses([_poses(2), _poses(0), _poses(1)], num_keypoints=3)
+def test_pack_people_pads_rows_with_zeros_to_the_largest_count() -> None:
+    sizes = np.array([[640, 480], [20, 10], [1, 1]], np.int32)
+    packed = pack_people([_poses(2), _poses(0), _poses(1)], sizes, num_keypoints=3)
+    assert set(packed) == {tensor.name for tensor in PEOPLE}
+    np.testing.assert_array_equal(packed["image_size"], sizes)
     assert packed["keypoints"].shape == (3, 2, 3, 2)
     np.testing.assert_array_equal(packed["num_people"][:, 0], [2, 0, 1])
     np.testing.assert_array_equal(packed["truncated"][:, 0], [True, False, False])
     assert packed["box_scores"][2, 1] == 0 and packed["box_scores"][2, 0] == 1
-    assert pack_poses([_poses(0)], num_keypoints=3)["boxes"].shape == (1, 0, 4)
+    assert pack_people([_poses(0)], np.ones((1, 2), np.int32), num_keypoints=3)["boxes"].shape == (1, 0, 4)
 
 
 # ---------------------------------------------------------------------------------------------- pose NMS
@@ -250,12 +226,35 @@ def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(expo
     assert len(json.loads(rtmo.parameters["skeleton"].string_value)) == 19
 
 
-def test_assemble_repository_refuses_onnx_whose_tensor_names_differ(export_tiny: Path, repo_copy: Path) -> None:
+def test_assemble_repository_refuses_a_config_that_drifts_from_the_contract(export_tiny: Path, repo_copy: Path) -> None:
     config = repo_copy / "engine" / "config.pbtxt"
     config.write_text(config.read_text().replace('name: "priors"', 'name: "anchors"'))
-    with pytest.raises(BuildError, match=r"outputs .*'priors'.* declares .*'anchors'"):
+    with pytest.raises(BuildError, match=r"engine: config declares \[.*'anchors'.*\]; the contract has \[.*'priors'.*\]"):
         assemble_repository(export_tiny, target="cpu", repository=repo_copy)
     assert not (repo_copy / "engine" / "configs").exists()
+    assert not (repo_copy / "engine" / "1" / "model.onnx").exists()
+    postprocess = repo_copy / "postprocess" / "config.pbtxt"
+    config.write_text((REPOSITORY / "engine" / "config.pbtxt").read_text())
+    text = postprocess.read_text()
+    postprocess.write_text(text.replace('"num_people", data_type: TYPE_INT32', '"num_people", data_type: TYPE_INT64'))
+    with pytest.raises(BuildError, match="postprocess: num_people is TYPE_INT64 in the config; the contract says TYPE_INT32"):
+        assemble_repository(export_tiny, target="cpu", repository=repo_copy)
+
+
+def test_assemble_repository_refuses_onnx_whose_tensor_names_differ(export_tiny: Path, repo_copy: Path, tmp_path: Path) -> None:
+    import onnx
+
+    export = tmp_path / "export"
+    shutil.copytree(export_tiny, export)
+    model = onnx.load(str(export / "model.onnx"))
+    renamed = {"priors": "anchors"}
+    for node in model.graph.node:
+        node.output[:] = [renamed.get(name, name) for name in node.output]
+    for output in model.graph.output:
+        output.name = renamed.get(output.name, output.name)
+    onnx.save(model, str(export / "model.onnx"))
+    with pytest.raises(BuildError, match=r"outputs .*'anchors'.* declares .*'priors'"):
+        assemble_repository(export, target="cpu", repository=repo_copy)
     assert not (repo_copy / "engine" / "1" / "model.onnx").exists()
 
 
@@ -409,7 +408,7 @@ def test_postprocess_adapter_pads_outputs_and_refuses_bad_parameters(pb_utils: o
 
 
 def test_respond_each_answers_unexpected_failures_internal_without_details_and_logs_them(pb_utils: types.ModuleType) -> None:
-    from rtmo.serving.responses import respond_each
+    from rtmo.runtime.triton import respond_each
 
     def run(request: FakeRequest) -> list:
         if request.inputs.get("fail") == "bug":

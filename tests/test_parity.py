@@ -23,7 +23,7 @@ import torch
 
 import rtmo
 from mmpose_reference import run_reference
-from rtmo.processing import letterbox
+from rtmo.runtime.preprocess import letterbox
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
@@ -125,8 +125,8 @@ def test_predictions_match_mmpose_and_are_not_trivial(full_reference_run):
     for i, (image_path, poses) in enumerate(zip(images, ours)):
         # The same people in both precisions of MMPose and in ours (the calibration keeps NMS decisions clear).
         assert len(poses) == len(ref[f"img{i}_bbox_scores"]) == len(ref[f"img{i}_f64_bbox_scores"]), image_path.name
-        np.testing.assert_allclose(poses.bboxes, ref[f"img{i}_bboxes"], atol=0.01, rtol=0, err_msg=image_path.name)
-        np.testing.assert_allclose(poses.bbox_scores, ref[f"img{i}_bbox_scores"], atol=1e-5, rtol=0, err_msg=image_path.name)
+        np.testing.assert_allclose(poses.boxes, ref[f"img{i}_bboxes"], atol=0.01, rtol=0, err_msg=image_path.name)
+        np.testing.assert_allclose(poses.box_scores, ref[f"img{i}_bbox_scores"], atol=1e-5, rtol=0, err_msg=image_path.name)
         np.testing.assert_allclose(poses.keypoint_scores, ref[f"img{i}_keypoint_scores"], atol=1e-5, rtol=0, err_msg=image_path.name)
     assert len(ref["img0_bbox_scores"]) >= 3
     float64 = [ref[f"img{i}_f64_keypoints"] for i in range(len(images))]

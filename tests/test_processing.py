@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from rtmo.processing import DCCWeights, Letterbox, letterbox, make_priors, nms, unletterbox
+from rtmo.candidates import make_priors
+from rtmo.runtime.dcc import DCCWeights
+from rtmo.runtime.postprocess import nms
+from rtmo.runtime.preprocess import Letterbox, letterbox, unletterbox
 
 
 def test_priors_are_centred_row_major_per_level():

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from image_files import png_claiming, webp_claiming
-from rtmo.serving.decode import decode_image
+from rtmo.runtime.preprocess import decode_image
 from rtmo.serving.tritonserver import TritonServer
 from rtmo_serving import CALIBRATED_CHECKPOINT, PHOTOS
 
@@ -88,8 +88,8 @@ def assert_row_equals(result: object, row: int, expected: object) -> None:
     n = int(result.as_numpy("num_people")[row, 0])
     assert n == len(expected)
     np.testing.assert_allclose(result.as_numpy("keypoints")[row, :n], expected.keypoints, atol=KEYPOINT_ATOL_PX, rtol=0)
-    np.testing.assert_allclose(result.as_numpy("boxes")[row, :n], expected.bboxes, atol=KEYPOINT_ATOL_PX, rtol=0)
-    np.testing.assert_allclose(result.as_numpy("box_scores")[row, :n], expected.bbox_scores, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(result.as_numpy("boxes")[row, :n], expected.boxes, atol=KEYPOINT_ATOL_PX, rtol=0)
+    np.testing.assert_allclose(result.as_numpy("box_scores")[row, :n], expected.box_scores, atol=1e-4, rtol=0)
     np.testing.assert_allclose(result.as_numpy("keypoint_scores")[row, :n], expected.keypoint_scores, atol=1e-4, rtol=0)
     assert not result.as_numpy("keypoints")[row, n:].any()
 
@@ -97,7 +97,7 @@ def assert_row_equals(result: object, row: int, expected: object) -> None:
 @pytest.fixture(scope="module")
 def references(model: torch.nn.Module) -> dict[str, object]:
     decoded = {name: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for name, data in IMAGES.items()}
-    return {name: model.predict([image], score_thr=0.1)[0] for name, image in decoded.items()}
+    return {name: model.predict([image], score_threshold=0.1)[0] for name, image in decoded.items()}
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
@@ -121,7 +121,7 @@ def test_rtmo_frames_equals_model_predict_for_a_raw_frame(client: object, model:
     tensor = grpcclient.InferInput("frame", [1, *frame.shape], "UINT8")
     tensor.set_data_from_numpy(frame[None])
     result = client.infer("rtmo_frames", [tensor])
-    expected = model.predict([frame], score_thr=0.1)[0]
+    expected = model.predict([frame], score_threshold=0.1)[0]
     assert len(expected) > 0
     assert_row_equals(result, 0, expected)
 
@@ -149,7 +149,7 @@ def test_concurrent_requests_with_different_thresholds_get_their_own_results(cli
     image = IMAGES["landscape"]
     thresholds = [0.1, 0.3, 0.5, 0.7] * 3
     decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-    expected = {t: model.predict([decoded], score_thr=t)[0] for t in set(thresholds)}
+    expected = {t: model.predict([decoded], score_threshold=t)[0] for t in set(thresholds)}
     assert len({len(p) for p in expected.values()}) > 1, "thresholds must give different counts"
     results = run_concurrently(client, [([image], {"score_threshold": t}) for t in thresholds])
     for threshold, result in zip(thresholds, results):
@@ -190,7 +190,7 @@ def test_unusual_but_valid_images_are_served_as_bgr_like_model_predict(client: o
     images = unusual_images()
     result = infer(client, list(images.values()))
     for row, (name, data) in enumerate(images.items()):
-        expected = model.predict([decode_image(data)], score_thr=0.1)[0]
+        expected = model.predict([decode_image(data)], score_threshold=0.1)[0]
         if name != "1x1_png":
             assert len(expected) > 0, f"{name}: calibration must give detections"
         assert_row_equals(result, row, expected)

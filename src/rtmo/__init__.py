@@ -1,7 +1,7 @@
 """RTMO multi-person pose estimation, MMPose-compatible, built for serving on Triton.
 
-Attributes load lazily so that the Triton Python models, which only need the NumPy functions in
-``rtmo.processing``, do not import PyTorch.
+Attributes load lazily so that the Triton Python models, which only need the NumPy runtime in
+``rtmo.runtime``, do not import PyTorch.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _WHERE = {
     "CheckpointIntegrityError": "rtmo.errors",
     "CheckpointUnavailableError": "rtmo.errors",
     "ConfigError": "rtmo.errors",
-    "Poses": "rtmo.processing",
+    "Poses": "rtmo.runtime.postprocess",
     "RTMO": "rtmo.model",
     "RTMOConfig": "rtmo.config",
     "RTMOError": "rtmo.errors",
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         RTMOError,
     )
     from rtmo.model import RTMO
-    from rtmo.processing import Poses
+    from rtmo.runtime.postprocess import Poses
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """The deployable graph: network + box decode + per-image top-K candidates.
 
 Everything after it (threshold, NMS, DCC keypoint decode, un-letterbox) runs in FP32 NumPy
-(``rtmo.processing.postprocess``); the DCC is per instance and FP16-sensitive, so it stays out of the engine.
+(``rtmo.runtime.postprocess.people``); the DCC is per instance and FP16-sensitive, so it stays out of the engine.
 ``RTMO.predict`` runs this same module with K = all anchors, so it equals MMPose exactly.
 """
 
@@ -11,15 +11,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtmo.processing import make_priors
+from rtmo_contract import CANDIDATES, LETTERBOXED_IMAGES
 
-__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_LAYOUTS", "INPUT_NAME"]
+__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_LAYOUTS", "INPUT_NAME", "make_priors", "to_numpy"]
 
-INPUT_NAME = "images"
+
+INPUT_NAME = LETTERBOXED_IMAGES.name
 # "uint8_nhwc" is what the model repository serves; "float32_nchw" exists to measure that choice (rtmo.bench.input_layout).
 INPUT_LAYOUTS = ("uint8_nhwc", "float32_nchw")
 # Output names, in order; the engine's config.pbtxt uses exactly these.
-CANDIDATE_OUTPUTS = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
+CANDIDATE_OUTPUTS = tuple(tensor.name for tensor in CANDIDATES)
+
+
+def make_priors(input_size: tuple[int, int], strides: tuple[int, ...] = (16, 32)) -> tuple[np.ndarray, np.ndarray]:
+    """Centred anchor points (A, 2) float32 and their strides (A,), level by level, row-major.
+
+    Matches ``MlvlPointGenerator(centralize_points=True)``: x = i·stride + (stride − 1)/2.
+    """
+    points, point_strides = [], []
+    width, height = input_size
+    for stride in strides:
+        offset = (stride - 1) / 2.0
+        ys, xs = np.meshgrid(np.arange(height // stride), np.arange(width // stride), indexing="ij")
+        grid = np.stack([xs.ravel() * stride + offset, ys.ravel() * stride + offset], axis=1)
+        points.append(grid.astype(np.float32))
+        point_strides.append(np.full(len(grid), stride, dtype=np.float32))
+    return np.concatenate(points), np.concatenate(point_strides)
 
 
 class CandidateNet(nn.Module):

@@ -65,16 +65,12 @@ class RTMOConfig:
         num_classes: detection classes (MMPose RTMO uses 1, "person").
         num_keypoints: 17 (COCO, body7) or 14 (CrowdPose).
         input_size: square network input side; ``None`` takes the size's default (416 tiny, 640 otherwise).
-        score_thr: default score threshold of ``RTMO.predict``.
-        nms_thr: default NMS IoU threshold of ``RTMO.predict``.
     """
 
     backbone_config: CSPConfig = field(default_factory=CSPConfig)
     num_classes: int = 1
     num_keypoints: int = 17
     input_size: int | None = None
-    score_thr: float = 0.1
-    nms_thr: float = 0.65
     featmap_strides: tuple[int, ...] = (16, 32)
     bbox_padding: float = 1.25
     dcc_feat_channels: int = 128
@@ -91,10 +87,6 @@ class RTMOConfig:
             self.input_size = self.backbone_config.spec.input_size
         if self.input_size <= 0 or self.input_size % 32:
             raise ConfigError(f"RTMOConfig.input_size: got {self.input_size}; accepted: a positive multiple of 32")
-        if not 0.0 <= self.score_thr < 1.0:
-            raise ConfigError(f"RTMOConfig.score_thr: got {self.score_thr}; accepted: 0 <= value < 1")
-        if not 0.0 < self.nms_thr <= 1.0:
-            raise ConfigError(f"RTMOConfig.nms_thr: got {self.nms_thr}; accepted: 0 < value <= 1")
 
     @property
     def widen_factor(self) -> float:

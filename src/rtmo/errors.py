@@ -4,7 +4,7 @@ Tree::
 
     RTMOError
     ├── ConfigError          (ValueError)  a config field has an unsupported value
-    ├── InvalidInputError    (ValueError)  a served request carries an unusable input or parameter
+    ├── InvalidInputError    (rtmo_contract.InvalidRequestError, a ValueError)  a served request carries an unusable input
     ├── CheckpointError                    a file or download is not a usable RTMO checkpoint
     │   ├── CheckpointIntegrityError       hash mismatch or truncated file
     │   └── CheckpointUnavailableError     cannot be downloaded (offline, HTTP error)
@@ -12,6 +12,8 @@ Tree::
 """
 
 from __future__ import annotations
+
+from rtmo_contract import InvalidRequestError
 
 __all__ = [
     "BuildError",
@@ -32,7 +34,7 @@ class ConfigError(RTMOError, ValueError):
     """A configuration field holds a value that is not supported."""
 
 
-class InvalidInputError(RTMOError, ValueError):
+class InvalidInputError(RTMOError, InvalidRequestError):
     """A request's input or parameter is unusable; the message names it, what was wrong and what is accepted."""
 
 

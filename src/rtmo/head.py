@@ -137,7 +137,7 @@ class DCC(nn.Module):
     """Dynamic coordinate classifier: per instance, 1-D heatmaps over bins laid across the padded box.
 
     The inference path used by ``RTMO.predict`` and the Triton postprocessor is the NumPy port in
-    ``rtmo.processing.dcc_decode``; this module owns the weights and serves training and cross-checks.
+    ``rtmo.runtime.dcc.dcc_decode``; this module owns the weights and serves training and cross-checks.
     """
 
     def __init__(self, in_channels: int, num_keypoints: int, *, feat_channels: int = 128, num_bins: tuple[int, int] = (192, 256)) -> None:

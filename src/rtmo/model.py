@@ -12,7 +12,10 @@ from rtmo.backbone import CSPDarknet
 from rtmo.config import RTMOConfig
 from rtmo.head import HeadOutputs, RTMOHead
 from rtmo.neck import HybridEncoder
-from rtmo.processing import DCCWeights, Poses, letterbox, postprocess, validate_image
+from rtmo.runtime.dcc import DCCWeights
+from rtmo.runtime.postprocess import Candidates, Poses, people
+from rtmo.runtime.preprocess import letterbox
+from rtmo_contract import RENAMED_PARAMETERS, RequestParameters
 
 __all__ = ["RTMO"]
 
@@ -56,7 +59,7 @@ class RTMO(nn.Module):
         return self.head(self.neck(self.backbone(x)))
 
     def dcc_weights(self) -> DCCWeights:
-        """The DCC's FP32 weights for the NumPy keypoint decoder (``rtmo.processing.dcc_decode``)."""
+        """The DCC's FP32 weights for the NumPy keypoint decoder (``rtmo.runtime.dcc.dcc_decode``)."""
         dcc = self.head.dcc
         fc, bn = dcc.pose_to_kpts
 
@@ -93,47 +96,51 @@ class RTMO(nn.Module):
         self,
         images: Sequence[np.ndarray],
         *,
-        score_thr: float | None = None,
-        nms_thr: float | None = None,
+        score_threshold: float = RequestParameters.score_threshold,
+        nms_iou_threshold: float = RequestParameters.nms_iou_threshold,
         max_people: int | None = None,
+        pose_nms: bool = False,
+        **renamed: object,
     ) -> list[Poses]:
         """Detect people and their keypoints, as MMPose's ``inference_bottomup``.
 
+        The options are the request parameters of the served ensembles (``rtmo_contract.RequestParameters``), with
+        the same names, defaults and ranges.
+
         Args:
             images: uint8 HxWx3 BGR arrays of any sizes.
-            score_thr: keep detections scoring above this (default ``config.score_thr``, 0.1).
-            nms_thr: NMS IoU threshold (default ``config.nms_thr``, 0.65).
+            score_threshold: keep detections scoring above this (0 <= value < 1).
+            nms_iou_threshold: NMS IoU threshold (0 < value <= 1).
             max_people: keep at most this many people per image, best first.
+            pose_nms: also run MMPose's nearby-joints pose NMS.
+            renamed: refused; only there to name the new option of an old one (``score_thr``, ``nms_thr``).
 
         Returns:
             One ``Poses`` per image, in original image pixels.
 
         Raises:
-            ValueError: an image is not a non-empty uint8 HxWx3 array, or a threshold is out of range.
+            ValueError: an image is not a non-empty uint8 HxWx3 array, or an option is out of range.
+            TypeError: an unknown or renamed option.
         """
         from rtmo.candidates import CandidateNet, to_numpy
 
+        if renamed:
+            raise TypeError("; ".join(f"{key}: renamed to {RENAMED_PARAMETERS[key]}" if key in RENAMED_PARAMETERS
+                                      else f"{key}: unknown option" for key in sorted(renamed)))
+        parameters = RequestParameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
         if isinstance(images, np.ndarray):
             raise ValueError("images: expected a list of uint8 HxWx3 BGR arrays, got a single numpy array; wrap it in a list")
         images = list(images)
-        for index, image in enumerate(images):
-            validate_image(image, f"images[{index}]")
-        score_thr = self.config.score_thr if score_thr is None else float(score_thr)
-        nms_thr = self.config.nms_thr if nms_thr is None else float(nms_thr)
-        if not 0.0 <= score_thr < 1.0:
-            raise ValueError(f"score_thr: got {score_thr}; accepted: 0 <= value < 1")
-        if not 0.0 < nms_thr <= 1.0:
-            raise ValueError(f"nms_thr: got {nms_thr}; accepted: 0 < value <= 1")
         if not images:
             return []
         size = (self.config.input_size, self.config.input_size)
-        boxed = [letterbox(image, size) for image in images]
+        boxed = [letterbox(image, size, name=f"images[{index}]") for index, image in enumerate(images)]
         batch = torch.from_numpy(np.stack([canvas for canvas, _ in boxed]))
         net = CandidateNet(self, top_k=10**9).eval()
         outputs = to_numpy(net(batch))
         dcc = self.dcc_weights()
         return [
-            postprocess(*(o[i] for o in outputs), dcc=dcc, box=boxed[i][1], score_thr=score_thr, nms_thr=nms_thr,
-                        max_people=max_people, num_anchors=net.top_k)
+            people(Candidates(*(o[i] for o in outputs)), dcc=dcc, box=boxed[i][1], parameters=parameters,
+                   num_anchors=net.top_k)
             for i in range(len(images))
         ]

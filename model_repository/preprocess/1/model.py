@@ -4,7 +4,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 try:
@@ -13,18 +12,15 @@ except ModuleNotFoundError:  # the stub's embedded interpreter ignores PYTHONPAT
     sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
 
 from rtmo.errors import InvalidInputError
-from rtmo.processing import letterbox
-from rtmo.serving.decode import DEFAULT_MAX_PIXELS, decode_image, validate_frame
-from rtmo.serving.requests import parse_parameters
-from rtmo.serving.responses import respond_each
-from rtmo.serving.threads import limit_blas_threads
+from rtmo.runtime.preprocess import DEFAULT_MAX_PIXELS, decode_image, letterbox_batch, validate_frame
+from rtmo.runtime.triton import config_parameters, limit_blas_threads, respond_each
+from rtmo_contract import FRAME_INPUT, IMAGE_INPUT, LETTERBOX, LETTERBOXED_IMAGES, parse_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         limit_blas_threads(1)  # the engine's threads own the cores
-        config = json.loads(args["model_config"])
-        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        parameters = config_parameters(json.loads(args["model_config"]))
         size = int(parameters.get("input_size", "640"))
         self.input_size = (size, size)
         self.max_pixels = int(parameters.get("max_image_pixels", DEFAULT_MAX_PIXELS))
@@ -34,23 +30,21 @@ class TritonPythonModel:
 
     def _run(self, request):
         parse_parameters(request.parameters())  # refuse bad parameters before the engine runs
-        image = pb_utils.get_input_tensor_by_name(request, "image")
-        frame = pb_utils.get_input_tensor_by_name(request, "frame")
+        image = pb_utils.get_input_tensor_by_name(request, IMAGE_INPUT.name)
+        frame = pb_utils.get_input_tensor_by_name(request, FRAME_INPUT.name)
         if (image is None) == (frame is None):
-            raise InvalidInputError("image, frame: send exactly one of them")
+            raise InvalidInputError(f"{IMAGE_INPUT.name}, {FRAME_INPUT.name}: send exactly one of them")
         if image is not None:
             rows = image.as_numpy()
-            pictures = [decode_image(_as_bytes(row), max_pixels=self.max_pixels, name="image") for row in rows.reshape(len(rows), -1)[:, 0]]
+            pictures = [decode_image(_as_bytes(row), max_pixels=self.max_pixels, name=IMAGE_INPUT.name)
+                        for row in rows.reshape(len(rows), -1)[:, 0]]
         else:
-            pictures = [validate_frame(row, max_pixels=self.max_pixels) for row in frame.as_numpy()]
-        boxed = [letterbox(picture, self.input_size) for picture in pictures]
-        return [
-            pb_utils.Tensor("images", np.stack([canvas for canvas, _ in boxed])),
-            pb_utils.Tensor("letterbox", np.stack([box.as_array() for _, box in boxed])),
-        ]
+            pictures = [validate_frame(row, max_pixels=self.max_pixels, name=FRAME_INPUT.name) for row in frame.as_numpy()]
+        canvases, letterboxes = letterbox_batch(pictures, self.input_size)
+        return [pb_utils.Tensor(LETTERBOXED_IMAGES.name, canvases), pb_utils.Tensor(LETTERBOX.name, letterboxes)]
 
 
 def _as_bytes(value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    raise InvalidInputError(f"image: got {type(value).__name__}; accepted: BYTES holding an encoded image")
+    raise InvalidInputError(f"{IMAGE_INPUT.name}: got {type(value).__name__}; accepted: BYTES holding an encoded image")

@@ -38,7 +38,7 @@ LAYOUTS = ("uint8_nhwc", "float32_nchw")
 
 def prepare(image: np.ndarray, size: int, layout: str) -> np.ndarray:
     """What the preprocessor would hand the engine for one image in ``layout``."""
-    from rtmo.processing import letterbox
+    from rtmo.runtime.preprocess import letterbox
 
     canvas, _ = letterbox(image, (size, size))
     if layout == "uint8_nhwc":

@@ -3,8 +3,8 @@
 For each size, with seeded random weights (``rtmo.build.export.load_model('random:<size>')``):
 
 1. images/s of ``RTMO.predict`` on one decoded photo, and one predict split into letterbox
-   (``rtmo.processing.letterbox``), network (``CandidateNet`` with top_k = all anchors under
-   ``torch.inference_mode``, outputs copied to NumPy) and decode (``rtmo.processing.postprocess``) milliseconds;
+   (``rtmo.runtime.preprocess.letterbox``), network (``CandidateNet`` with top_k = all anchors under
+   ``torch.inference_mode``, outputs copied to NumPy) and decode (``rtmo.runtime.postprocess.people``) milliseconds;
 2. the exported ONNX graph (``export_onnx``, default top-K) under ONNX Runtime's CPU provider at batch 1 and 4
    against PyTorch eager ``CandidateNet`` with the same top-K on the same letterboxed batch and thread count;
 3. when MMPose's reference environment exists (``$RTMO_MMPOSE_VENV`` or ``.mmpose-ref-venv``), MMPose's
@@ -54,11 +54,13 @@ def mmpose_python() -> Path | None:
 
 def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> dict[str, Any]:
     from rtmo.candidates import CandidateNet, to_numpy
-    from rtmo.processing import letterbox, postprocess
+    from rtmo.runtime.postprocess import Candidates, people
+    from rtmo.runtime.preprocess import letterbox
+    from rtmo_contract import RequestParameters
 
     size = (model.config.input_size, model.config.input_size)
     predict_ms = median_ms(lambda: model.predict([image]), iters=iters, warmup=warmup)
-    people = len(model.predict([image])[0])
+    num_people = len(model.predict([image])[0])
 
     canvas, box = letterbox(image, size)
     net = CandidateNet(model, top_k=10**9).eval()
@@ -66,14 +68,14 @@ def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> 
     with torch.inference_mode():
         outputs = to_numpy(net(batch))
     dcc = model.dcc_weights()
-    score_thr, nms_thr = model.config.score_thr, model.config.nms_thr
+    parameters = RequestParameters()
 
     def network() -> None:
         with torch.inference_mode():
             to_numpy(net(batch))
 
     def decode() -> None:
-        postprocess(*(o[0] for o in outputs), dcc=dcc, box=box, score_thr=score_thr, nms_thr=nms_thr, num_anchors=net.top_k)
+        people(Candidates(*(o[0] for o in outputs)), dcc=dcc, box=box, parameters=parameters, num_anchors=net.top_k)
 
     letterbox_ms = median_ms(lambda: letterbox(image, size), iters=iters, warmup=warmup)
     network_ms = median_ms(network, iters=iters, warmup=warmup)
@@ -82,8 +84,8 @@ def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> 
     return {
         "input_size": model.config.input_size,
         "num_anchors": net.top_k,
-        "anchors_above_score_thr": int((outputs[0][0] > score_thr).sum()),
-        "people": people,
+        "anchors_above_score_thr": int((outputs[0][0] > parameters.score_threshold).sum()),
+        "people": num_people,
         "predict_ms": round(predict_ms, 2),
         "predict_images_per_s": round(1000.0 / predict_ms, 3),
         "letterbox_ms": round(letterbox_ms, 2),
@@ -99,7 +101,7 @@ def bench_onnx(model: Any, image: np.ndarray, work: Path, *, threads: int, batch
 
     from rtmo.build.export import export_onnx
     from rtmo.candidates import CandidateNet
-    from rtmo.processing import letterbox
+    from rtmo.runtime.preprocess import letterbox
 
     start = time.perf_counter()
     result = export_onnx(model, work / "export", provenance={"checkpoint": "bench"})

@@ -85,7 +85,7 @@ def load_photos(directory: Path) -> list[bytes]:
 
 def letterboxed(photos: Sequence[bytes], input_size: int) -> list[np.ndarray]:
     """Each photo decoded and letterboxed like the preprocess model does: uint8 [1, S, S, 3] BGR."""
-    from rtmo.processing import letterbox
+    from rtmo.runtime.preprocess import letterbox
 
     out = []
     for data in photos:

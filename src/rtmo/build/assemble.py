@@ -23,13 +23,27 @@ from typing import Any, Literal
 from google.protobuf import json_format, text_format
 
 from rtmo.errors import BuildError
+from rtmo_contract import (
+    CANDIDATE_PREFIX,
+    CANDIDATES,
+    ENGINE,
+    FRAME_INPUT,
+    FRAME_MODEL,
+    IMAGE_INPUT,
+    IMAGE_MODEL,
+    LETTERBOX,
+    LETTERBOXED_IMAGES,
+    MODELS,
+    PEOPLE,
+    POSTPROCESS,
+    PREPROCESS,
+    Tensor,
+)
 
-__all__ = ["MODELS", "assemble_repository", "copy_templates", "generate_config", "main"]
+__all__ = ["MODELS", "apply_signature", "assemble_repository", "copy_templates", "generate_config", "main"]
 
 LOGGER = logging.getLogger(__name__)
 
-MODELS = ("preprocess", "engine", "postprocess", "rtmo", "rtmo_frames")
-CANDIDATES = ("scores", "boxes", "keypoint_visibility", "pose_vectors", "priors")
 PLAN_SIDECAR = "model.plan.json"  # written by rtmo.build.engine next to the plan: {"profile": {"max_batch": N}, ...}
 # What assemble (and the build stages before it) write into a repository, as opposed to what is checked in.
 GENERATED = ("configs", "*.onnx", "*.npz", "*.plan", PLAN_SIDECAR, "__pycache__")
@@ -48,18 +62,43 @@ def _model_config_pb2() -> Any:
     return model_config_pb2
 
 
-def _tensor_dims(metadata: Mapping[str, Any]) -> dict[str, dict[str, list[int]]]:
-    size = int(metadata["input_size"][0])
-    k, j, c = int(metadata["top_k"]), int(metadata["num_keypoints"]), int(metadata["pose_vec_channels"])
-    candidates = {"scores": [k], "boxes": [k, 4], "keypoint_visibility": [k, j], "pose_vectors": [k, c], "priors": [k, 2]}
-    people = {"boxes": [-1, 4], "box_scores": [-1], "keypoints": [-1, j, 2], "keypoint_scores": [-1, j]}
+def _signatures() -> dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]:
+    """Every model's (inputs, outputs), from the contract."""
+    candidates_in = tuple(Tensor(CANDIDATE_PREFIX + t.name, t.data_type, t.dims) for t in CANDIDATES)
     return {
-        "preprocess": {"images": [size, size, 3]},
-        "engine": {"images": [size, size, 3], **candidates},
-        "postprocess": {**{f"candidate_{name}": dims for name, dims in candidates.items()}, **people},
-        "rtmo": people,
-        "rtmo_frames": people,
+        PREPROCESS: ((IMAGE_INPUT, FRAME_INPUT), (LETTERBOXED_IMAGES, LETTERBOX)),
+        ENGINE: ((LETTERBOXED_IMAGES,), CANDIDATES),
+        POSTPROCESS: ((*candidates_in, LETTERBOX), PEOPLE),
+        IMAGE_MODEL: ((IMAGE_INPUT,), PEOPLE),
+        FRAME_MODEL: ((FRAME_INPUT,), PEOPLE),
     }
+
+
+def _sizes(metadata: Mapping[str, Any]) -> dict[str, int]:
+    return {"S": int(metadata["input_size"][0]), "K": int(metadata["top_k"]), "J": int(metadata["num_keypoints"]),
+            "C": int(metadata["pose_vec_channels"])}
+
+
+def apply_signature(config: Any, model: str, sizes: Mapping[str, int]) -> dict[str, list[int]]:
+    """Set the dims of every tensor of ``config`` from the contract; returns them by name.
+
+    Raises:
+        BuildError: the config declares other tensors, or other data types, than the contract (``rtmo_contract``).
+    """
+    data_type_name = _model_config_pb2().DataType.Name
+    dims: dict[str, list[int]] = {}
+    for declared, wanted in zip((config.input, config.output), _signatures()[model]):
+        by_name = {t.name: t for t in wanted}
+        if sorted(t.name for t in declared) != sorted(by_name):
+            raise BuildError(f"{model}: config declares {sorted(t.name for t in declared)}; the contract has "
+                             f"{sorted(by_name)}")
+        for tensor in declared:
+            want = by_name[tensor.name]
+            if data_type_name(tensor.data_type) != f"TYPE_{want.data_type}":
+                raise BuildError(f"{model}: {tensor.name} is {data_type_name(tensor.data_type)} in the config; the "
+                                 f"contract says TYPE_{want.data_type}")
+            tensor.dims[:] = dims[tensor.name] = want.resolve(sizes)
+    return dims
 
 
 def _parameters(metadata: Mapping[str, Any], target: str) -> dict[str, str]:
@@ -101,22 +140,19 @@ def generate_config(
     pb2 = _model_config_pb2()
     config = text_format.Parse(template, pb2.ModelConfig())
     config.max_batch_size = max_batch_size
-    dims = _tensor_dims(metadata)[model]
-    for tensor in [*config.input, *config.output]:
-        if tensor.name in dims:
-            tensor.dims[:] = dims[tensor.name]
+    dims = apply_signature(config, model, _sizes(metadata))
     for warmup in config.model_warmup:
         for name, tensor in warmup.inputs.items():
-            if name in dims:
+            if -1 not in dims.get(name, [-1]):  # a variable-size input keeps the warmup's own example shape
                 tensor.dims[:] = dims[name]
     params = _parameters(metadata, target)
-    if model == "engine" and target == "cpu":
+    if model == ENGINE and target == "cpu":
         config.platform = ""
         config.backend = "python"
         del config.instance_group[:]
         config.instance_group.add(count=1, kind=pb2.ModelInstanceGroup.KIND_CPU)
         params["intra_op_threads"] = str(engine_intra_op_threads)
-    keep = {"preprocess": ("input_size",), "postprocess": ("num_anchors",)}.get(model, tuple(params))
+    keep = {PREPROCESS: ("input_size",), POSTPROCESS: ("num_anchors",)}.get(model, tuple(params))
     for key in keep:
         config.parameters[key].string_value = params[key]
     return json_format.ParseDict(json_format.MessageToDict(config, preserving_proto_field_name=True), pb2.ModelConfig())
@@ -182,7 +218,7 @@ def assemble_repository(
         raise BuildError(f"{export_dir}: missing {missing}; run the export stage (python -m rtmo.build.export) first")
     plan = None
     if target == "gpu":
-        candidates = [export_dir / "model.plan", repository / "engine" / "1" / "model.plan"]
+        candidates = [export_dir / "model.plan", repository / ENGINE / "1" / "model.plan"]
         plan = next((path for path in candidates if path.is_file()), None)
         if plan is None:
             raise BuildError(f"target gpu needs a TensorRT plan at {candidates[0]} or {candidates[1]}; "
@@ -206,7 +242,7 @@ def assemble_repository(
                                max_batch_size=max_batch_size, engine_intra_op_threads=engine_intra_op_threads)
         for model in MODELS
     }
-    engine = configs["engine"]
+    engine = configs[ENGINE]
     onnx_inputs, onnx_outputs = _onnx_tensor_names(export_dir / "model.onnx")
     config_inputs, config_outputs = [t.name for t in engine.input], [t.name for t in engine.output]
     if sorted(onnx_inputs) != sorted(config_inputs) or sorted(onnx_outputs) != sorted(config_outputs):
@@ -225,14 +261,14 @@ def assemble_repository(
             )
 
     written = []
-    copies = [("model.onnx", repository / "engine" / "1" / "model.onnx"), ("dcc.npz", repository / "postprocess" / "1" / "dcc.npz")]
+    copies = [("model.onnx", repository / ENGINE / "1" / "model.onnx"), ("dcc.npz", repository / POSTPROCESS / "1" / "dcc.npz")]
     for name, destination in copies:
         _write_atomic(destination, source=export_dir / name)
         written.append(destination)
-    if plan is not None and plan.parent != repository / "engine" / "1":
+    if plan is not None and plan.parent != repository / ENGINE / "1":
         for source in (plan, sidecar):
             if source is not None and source.is_file():
-                destination = repository / "engine" / "1" / source.name
+                destination = repository / ENGINE / "1" / source.name
                 _write_atomic(destination, source=source)
                 written.append(destination)
     for model, config in configs.items():

@@ -1,4 +1,6 @@
-"""Turn one request's image bytes or raw frame into a checked uint8 HxWx3 BGR array.
+"""Stage 1 of the data path: an encoded image or a raw frame -> a checked uint8 HxWx3 BGR array -> the letterboxed
+network input and the ``Letterbox`` that maps results back (MMPose's ``BottomupResize``: resize mode 'fit', centred,
+pad 114, one bilinear warp).
 
 The image size is read from the file header (Pillow, which parses headers lazily), and images above the pixel
 limit are refused *before* decoding, so a tiny file that claims 30000x30000 pixels (a decompression bomb) costs
@@ -11,6 +13,8 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -18,9 +22,20 @@ from PIL import Image
 
 from rtmo.errors import InvalidInputError
 
-__all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_PIXELS", "decode_image", "header_size", "validate_frame"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "Letterbox",
+    "PAD_VALUE",
+    "decode_image",
+    "header_size",
+    "letterbox",
+    "letterbox_batch",
+    "validate_frame",
+]
 
 DEFAULT_MAX_PIXELS = 50_000_000
+PAD_VALUE = 114
 ACCEPTED_FORMATS = "JPEG, PNG, BMP, WebP or TIFF"
 # Pillow plugin names of the formats whose header Pillow reads lazily; OpenCV decodes. Pillow's WebP plugin
 # allocates the whole canvas when it opens a file, so WebP headers are read by _webp_size instead.
@@ -118,12 +133,14 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     return np.ascontiguousarray(image)
 
 
-def validate_frame(frame: np.ndarray, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "frame") -> np.ndarray:
-    """Check a raw frame: uint8 HxWx3 BGR, non-empty, at most ``max_pixels``.
+def validate_frame(frame: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "frame") -> np.ndarray:
+    """Check a raw frame: a uint8 HxWx3 BGR array, non-empty, at most ``max_pixels``; returns it C-contiguous.
 
     Raises:
-        InvalidInputError: wrong dtype, shape, empty or too large.
+        InvalidInputError: not an array, wrong dtype or shape, empty or too large.
     """
+    if not isinstance(frame, np.ndarray):
+        raise InvalidInputError(f"{name}: got {type(frame).__name__}; accepted: a numpy.ndarray (UINT8, HxWx3, BGR)")
     if frame.dtype != np.uint8:
         raise InvalidInputError(f"{name}: dtype {frame.dtype}; accepted: UINT8 (BGR, HxWx3)")
     if frame.ndim != 3 or frame.shape[2] != 3:
@@ -136,3 +153,75 @@ def validate_frame(frame: np.ndarray, *, max_pixels: int = DEFAULT_MAX_PIXELS, n
             f"{name}: {width}x{height} = {width * height} pixels is too large; accepted: at most {max_pixels} pixels"
         )
     return np.ascontiguousarray(frame)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image sits inside the network input; MMPose's ``input_center``/``input_scale``/``input_size``."""
+
+    center: np.ndarray  # (2,) float32, image centre (x, y) in image pixels
+    scale: np.ndarray  # (2,) float32, image-pixel extent covered by the whole network input
+    input_size: tuple[int, int]  # (width, height) of the network input
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the image: the centre is exactly half of it."""
+        return int(round(2 * float(self.center[0]))), int(round(2 * float(self.center[1])))
+
+    def as_array(self) -> np.ndarray:
+        """(6,) float32 ``[cx, cy, sx, sy, in_w, in_h]``: the form passed between Triton models."""
+        return np.array([*self.center, *self.scale, *self.input_size], dtype=np.float32)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> Letterbox:
+        values = np.asarray(values, dtype=np.float32).reshape(6)
+        return cls(center=values[0:2].copy(), scale=values[2:4].copy(), input_size=(int(values[4]), int(values[5])))
+
+
+def _warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+    # Three point pairs in float32, as mmpose.structures.bbox.get_warp_matrix builds them (rot=0, no shift).
+    dst_w, dst_h = output_size
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0] = center
+    src[1] = center + np.array([scale[0] * -0.5, 0.0])
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([dst_w * -0.5, 0.0])
+    for pts in (src, dst):
+        direction = pts[0] - pts[1]
+        pts[2] = pts[1] + np.array([-direction[1], direction[0]])
+    return cv2.getAffineTransform(src, dst)
+
+
+def letterbox(image: np.ndarray, input_size: tuple[int, int], *, name: str = "image") -> tuple[np.ndarray, Letterbox]:
+    """Fit ``image`` (uint8 HxWx3, checked as :func:`validate_frame` does, ``name`` in errors) into ``input_size``
+    (w, h), centred, padded with 114, one bilinear warp.
+
+    Returns:
+        The network input canvas (uint8, h x w x 3) and the ``Letterbox`` needed to map results back.
+    """
+    image = validate_frame(image, max_pixels=np.iinfo(np.int64).max, name=name)
+    img_h, img_w = image.shape[:2]
+    pad_w, pad_h = input_size
+    ratio = img_w / img_h
+    rsz_w = min(pad_w, pad_h * ratio)
+    rsz_h = min(pad_h, pad_w / ratio)
+    center = np.array([img_w / 2, img_h / 2], dtype=np.float32)
+    scale = np.array([img_w * pad_w / rsz_w, img_h * pad_h / rsz_h], dtype=np.float32)
+    matrix = _warp_matrix(center, scale, (pad_w, pad_h))
+    canvas = cv2.warpAffine(image, matrix, (pad_w, pad_h), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
+    return canvas, Letterbox(center=center, scale=scale, input_size=(pad_w, pad_h))
+
+
+def unletterbox(points: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Map (..., 2) input-pixel points back to image pixels (MMPose ``add_pred_to_datasample``)."""
+    size = np.asarray(box.input_size, dtype=np.float64)
+    return points / size * box.scale + box.center - 0.5 * box.scale
+
+
+def letterbox_batch(
+    pictures: Sequence[np.ndarray], input_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox every picture of a batch: ``(B, h, w, 3)`` uint8 network inputs and ``(B, 6)`` letterboxes."""
+    boxed = [letterbox(picture, input_size) for picture in pictures]
+    return np.stack([canvas for canvas, _ in boxed]), np.stack([box.as_array() for _, box in boxed])

@@ -1,0 +1,52 @@
+"""The contract's request parameters: defaults, parsing, ranges, renamed and unknown names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtmo_contract import RENAMED_PARAMETERS, InvalidRequestError, RequestParameters, parse_parameters
+
+
+def test_parse_parameters_defaults_when_none_are_sent() -> None:
+    assert parse_parameters("{}") == RequestParameters(0.1, 0.65, None, False)
+
+
+def test_parse_parameters_reads_json_string() -> None:
+    params = parse_parameters(json.dumps({"score_threshold": 0.3, "nms_iou_threshold": 1, "max_people": 4, "pose_nms": True}))
+    assert params == RequestParameters(0.3, 1.0, 4, True)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "match"),
+    [
+        ({"score_threshold": 1.5}, r"score_threshold: got 1.5; accepted: 0 <= value < 1"),
+        ({"score_threshold": "high"}, r"score_threshold: got 'high' \(str\); accepted: a finite number"),
+        ({"score_threshold": True}, r"score_threshold"),
+        ({"nms_iou_threshold": 0}, r"nms_iou_threshold: got 0.0; accepted: 0 < value <= 1"),
+        ({"max_people": 0}, r"max_people: got 0; accepted: an integer >= 1"),
+        ({"max_people": 2.5}, r"max_people"),
+        ({"pose_nms": "yes"}, r"pose_nms: got 'yes'; accepted: true or false"),
+        ({"score_thresold": 0.2}, r"\['score_thresold'\]: unknown; accepted"),
+    ],
+)
+def test_parse_parameters_refuses_invalid_values(parameters: dict, match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        parse_parameters(parameters)
+
+
+def test_parse_parameters_refuses_renamed_names_naming_the_new_one() -> None:
+    with pytest.raises(InvalidRequestError, match="parameter score_thr: renamed; use score_threshold"):
+        parse_parameters({"score_thr": 0.3})
+    assert RENAMED_PARAMETERS["nms_thr"] == "nms_iou_threshold"
+
+
+def test_parse_parameters_ignores_keys_triton_and_clients_reserve() -> None:
+    assert parse_parameters({"triton_enable_empty_final_response": True, "sequence_id": 3, "score_threshold": 0.2}) == \
+        RequestParameters(score_threshold=0.2)
+
+
+def test_request_parameters_validate_when_built_directly() -> None:
+    with pytest.raises(InvalidRequestError, match="max_people: got -1"):
+        RequestParameters(max_people=-1)

@@ -1,0 +1,87 @@
+"""What every Triton Python-backend adapter shares; no Triton import (each stub passes its ``pb_utils``).
+
+- :func:`respond_each`: one response per request. A request's bad input becomes that request's INVALID_ARG response
+  (the message names the input and what is accepted); anything unexpected is logged and answered INTERNAL without a
+  traceback. Either way the other requests of the same dynamic batch get their normal results.
+- :func:`limit_blas_threads`: on a CPU server the engine's ONNX Runtime threads own the cores; a stub whose OpenBLAS
+  spins up its own threads competes with them, and busy-waiting BLAS threads on a loaded machine made the DCC decode
+  of 80 people take 94 ms (median, 212 ms worst) instead of 44 ms single-threaded.
+- :func:`pack_people`: one request's per-row ``Poses`` as the ``rtmo_contract.PEOPLE`` tensors.
+- :func:`config_parameters`: a model config's ``parameters`` as plain strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from rtmo.runtime.postprocess import Poses
+from rtmo_contract import PEOPLE, InvalidRequestError
+
+__all__ = ["config_parameters", "limit_blas_threads", "pack_people", "respond_each"]
+
+
+def respond_each(requests: Sequence[Any], run: Callable[[Any], list[Any]], *, step: str, pb_utils: Any) -> list[Any]:
+    """One ``InferenceResponse`` per request, in order.
+
+    Args:
+        requests: the ``execute`` call's requests.
+        run: turns one request into its output ``pb_utils.Tensor`` list; raises ``rtmo_contract.InvalidRequestError`` (or
+            ``rtmo.errors.InvalidInputError``, a subclass) for bad input.
+        step: the model's name, used in the INTERNAL message and the log.
+        pb_utils: the ``triton_python_backend_utils`` module the stub provides.
+    """
+    responses = []
+    for request in requests:
+        try:
+            tensors = run(request)
+        except InvalidRequestError as error:
+            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)))
+        except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
+            pb_utils.Logger.log_error(f"{step} failed: {error!r}")
+            responses.append(pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(f"{step}: internal error; see the server log", pb_utils.TritonError.INTERNAL)))
+        else:
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+    return responses
+
+
+def limit_blas_threads(threads: int = 1) -> None:
+    """Limit every BLAS library loaded in this process (NumPy's OpenBLAS) to ``threads``, for the process's lifetime."""
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def config_parameters(config: Mapping[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of a model config (as the stub's ``json.loads(args["model_config"])`` gives it)."""
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+def pack_people(poses: Sequence[Poses], image_sizes: np.ndarray, *, num_keypoints: int) -> dict[str, np.ndarray]:
+    """Stack one request's per-row results, zero-padded to the largest number of people among its rows.
+
+    Args:
+        poses: one ``Poses`` per batch row.
+        image_sizes: (B, 2) width and height of each row's image.
+        num_keypoints: J, used for the shape of empty results.
+
+    Returns:
+        The ``rtmo_contract.PEOPLE`` tensors by name, with a leading batch dimension B and N = the most people.
+    """
+    rows = len(poses)
+    sizes = {"N": max((len(p) for p in poses), default=0), "J": num_keypoints}
+    dtypes = {"FP32": np.float32, "INT32": np.int32, "BOOL": np.bool_}
+    out = {t.name: np.zeros((rows, *[sizes["N"] if d == -1 else d for d in t.resolve(sizes)]), dtypes[t.data_type])
+           for t in PEOPLE}
+    for row, pose in enumerate(poses):
+        n = len(pose)
+        out["boxes"][row, :n] = pose.boxes
+        out["box_scores"][row, :n] = pose.box_scores
+        out["keypoints"][row, :n] = pose.keypoints
+        out["keypoint_scores"][row, :n] = pose.keypoint_scores
+        out["num_people"][row, 0] = n
+        out["truncated"][row, 0] = pose.truncated
+    out["image_size"][:] = image_sizes
+    return out
