@@ -10,13 +10,14 @@ install: $(STAMP)
 
 # torch first: the pinned CPU wheel, so nothing later pulls a multi-GB CUDA build.
 # rtmo-contract (server-client contract, no dependencies) before the two packages that depend on it.
-$(STAMP): pyproject.toml client/pyproject.toml contract/pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml contract/pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ./contract
-	$(BIN)/python -m pip install --quiet -e ".[dev,loadtest]"
+	$(BIN)/python -m pip install --quiet -e ".[serve,dev,loadtest]"
 	$(BIN)/python -m pip install --quiet -e "./client[cli,eval]"
+	$(BIN)/python -m pip install --quiet -e ./bench
 	touch $(STAMP)
 
 serve: install

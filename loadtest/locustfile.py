@@ -45,7 +45,7 @@ from locust import User, constant, events, run_single_user, task  # noqa: E402
 import rtmo_client  # noqa: E402
 
 LOGGER = logging.getLogger("rtmo.loadtest")
-DEFAULT_PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "photos"
+DEFAULT_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 
 #: Photos shared by every user of this process, loaded once (see ``_load_photos``).
 PHOTOS: list[bytes] = []

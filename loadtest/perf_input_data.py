@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rtmo.bench.serving import PHOTOS, engine_metadata, letterboxed, load_photos
+from rtmo_bench.serving import PHOTOS, engine_metadata, letterboxed, load_photos
 
 MODELS = ("rtmo", "engine")
 

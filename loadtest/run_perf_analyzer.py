@@ -31,8 +31,8 @@ from typing import Any
 
 from perf_input_data import MODELS, input_data, write_input_data
 
-from rtmo.bench.serving import PHOTOS, engine_metadata, load_photos
-from rtmo.bench.triton_stats import differences, snapshot
+from rtmo_bench.serving import PHOTOS, engine_metadata, load_photos
+from rtmo_bench.triton_stats import differences, snapshot
 
 HERE = Path(__file__).resolve().parent
 INSTALL_SCRIPT = HERE / "install_perf_analyzer.sh"

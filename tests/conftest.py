@@ -14,7 +14,7 @@ from mmpose_reference import build_reference_environment, run_reference
 from rtmo.serving.tritonserver import TritonServer
 from rtmo_serving import calibrated_model, serve_model
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 PHOTOS = DATA / "photos"
 
 

@@ -15,11 +15,11 @@ import torch
 
 from rtmo.build.assemble import assemble_repository, copy_templates
 from rtmo.build.export import export_onnx, load_model
-from rtmo.cli import cpu_server
+from rtmo.serving.cpu import cpu_server
 from rtmo.serving.tritonserver import TritonServer, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = Path(__file__).parent / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 CALIBRATED_CHECKPOINT = "random:tiny-calibrated"
 
 

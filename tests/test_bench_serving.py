@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from rtmo.bench.closed_loop import LoadResult, run_closed_loop
-from rtmo.bench.memory import RssSampler, group_rss_bytes, process_rss_bytes
-from rtmo.bench.serving import main
-from rtmo.bench.triton_stats import Counters, delta, difference, ensemble_breakdown, figures, parse_counters, total
+from rtmo_bench.closed_loop import LoadResult, run_closed_loop
+from rtmo_bench.memory import RssSampler, group_rss_bytes, process_rss_bytes
+from rtmo_bench.serving import main
+from rtmo_bench.triton_stats import Counters, delta, difference, ensemble_breakdown, figures, parse_counters, total
 
 
 def _counters(**values: int) -> Counters:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import rtmo
-from rtmo import checkpoint as ckpt
+from rtmo import zoo
 
 
 def _save_mmpose_style(model: rtmo.RTMO, path, **extra_meta) -> None:
@@ -64,7 +64,7 @@ def test_load_checkpoint_lists_missing_and_unexpected_keys(tmp_path, tiny_checkp
 def test_load_checkpoint_refuses_arbitrary_pickled_objects(tmp_path, tiny_checkpoint):
     original, _ = tiny_checkpoint
     path = tmp_path / "evil.pth"
-    torch.save({"meta": {"hook": ckpt.ZooEntry("x", None)}, "state_dict": original.state_dict()}, path)
+    torch.save({"meta": {"hook": zoo.ZooEntry("x", None)}, "state_dict": original.state_dict()}, path)
     with pytest.raises(rtmo.CheckpointError, match="refused to unpickle"):
         rtmo.load_checkpoint(path)
 
@@ -89,31 +89,10 @@ def test_load_checkpoint_reports_missing_file_and_unknown_name():
         rtmo.load_checkpoint("rtmo-x_nowhere")
 
 
-def test_zoo_table_pins_hash_prefixes_from_file_names():
-    assert len(ckpt.ZOO) == 11
-    assert ckpt.ZOO["rtmo-s_body7"].sha256_prefix == "dac2bf74"
-    assert all(e.sha256_prefix and len(e.sha256_prefix) == 8 for e in ckpt.ZOO.values())
-
-
-def test_download_verifies_hash_and_caches(tmp_path, monkeypatch, tiny_checkpoint):
-    _, good = tiny_checkpoint
-    monkeypatch.setenv("RTMO_CACHE_DIR", str(tmp_path / "cache"))
-    digest = hashlib.sha256(good.read_bytes()).hexdigest()
-    entry = ckpt.ZooEntry(good.as_uri(), digest[:8])  # file:// goes through the same urllib path
-    local = ckpt.download(entry)
-    assert local.read_bytes() == good.read_bytes()
-    assert ckpt.download(ckpt.ZooEntry("file:///nonexistent/" + good.name, digest[:8])) == local  # cached: no fetch
-
-
-def test_download_rejects_hash_mismatch_and_leaves_nothing(tmp_path, monkeypatch, tiny_checkpoint):
-    _, good = tiny_checkpoint
-    monkeypatch.setenv("RTMO_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(rtmo.CheckpointIntegrityError, match="does not start with the pinned 00000000"):
-        ckpt.download(ckpt.ZooEntry(good.as_uri(), "00000000"))
-    assert not any((tmp_path / "cache" / "checkpoints").iterdir())
-
-
-def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("RTMO_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(rtmo.CheckpointUnavailableError, match="cannot download .*pass the local .pth path"):
-        ckpt.download(ckpt.ZooEntry("http://127.0.0.1:9/rtmo-s.pth", None), timeout_s=2)
+def test_load_checkpoint_builds_seeded_random_weights_as_rtmo_serve_accepts():
+    model = rtmo.load_checkpoint("random:tiny:14", seed=1)
+    again = rtmo.load_checkpoint("random:tiny:14", seed=1)
+    assert model.config.num_keypoints == 14 and model.checkpoint_sha256 == "random"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(rtmo.CheckpointError, match="accepted random:<size> or random:<size>:<keypoints>"):
+        rtmo.load_checkpoint("random:tiny:many")

@@ -237,6 +237,17 @@ def test_triton_image_installs_every_package_the_python_models_import() -> None:
     assert not imported & {"torch", "onnx", "onnxslim"}, "the Triton image serves a TensorRT plan; it has no PyTorch or ONNX"
 
 
+def test_base_install_of_the_package_is_exactly_the_triton_runtime() -> None:
+    import tomllib
+
+    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess")]
+    imported = third_party_imports(*models) - {"triton_python_backend_utils"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[\[=<>~!; ]", requirement)[0].lower() for requirement in project["dependencies"]}
+    assert base - {"rtmo-contract"} == {DISTRIBUTIONS[name] for name in imported}
+    assert {"torch", "onnx", "nvidia-pytriton"}.isdisjoint(base), "tooling belongs in the build/serve extras"
+
+
 def test_engine_build_image_installs_every_package_the_build_stage_imports() -> None:
     entry = [_module_file(name) for name in ("rtmo.build.__main__", "rtmo.build.reuse", "rtmo.build.assemble")]
     imported = third_party_imports(*entry) - {"tensorrt"}  # from the NGC TensorRT base image
@@ -357,8 +368,8 @@ def _dashboard_metrics() -> set[str]:
 def test_compose_triton_flags_start_triton_251_whose_metrics_feed_every_dashboard_panel(tmp_path: Path) -> None:
     import tritonclient.grpc as grpcclient
 
-    from rtmo.checkpoint import cache_dir
     from rtmo.serving.tritonserver import TritonServer, free_ports
+    from rtmo.zoo import cache_dir
 
     command = compose()["services"]["triton"]["command"]
     flags = [arg for arg in command[1:] if not arg.startswith(("--model-repository=", "--model-config-name="))]
@@ -390,4 +401,4 @@ def test_every_file_the_compose_file_and_dockerfiles_use_exists() -> None:
     used |= set(re.findall(r"python3 (\S+\.py)", (DOCKER / "perf" / "run_perf.sh").read_text()))
     missing = sorted(path for path in used if not (ROOT / path).exists())
     assert not missing, f"referenced but missing: {missing}"
-    assert {"loadtest/locustfile.py", "client", "loadtest/perf_input_data.py", "tests/data/photos"} <= used
+    assert {"loadtest/locustfile.py", "client", "loadtest/perf_input_data.py", "data/photos"} <= used

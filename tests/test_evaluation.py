@@ -19,7 +19,7 @@ from rtmo_serving import PHOTOS, serve_model
 evaluation = pytest.importorskip("rtmo_client.evaluation", reason="needs the client SDK: pip install ./client[eval]")
 from rtmo_client import Client  # noqa: E402
 
-ANNOTATIONS = Path(__file__).parent / "data" / "coco_val2017_subset.json"
+ANNOTATIONS = Path(__file__).resolve().parents[1] / "data" / "coco_val2017_subset.json"
 COCO_PHOTOS = sorted(PHOTOS.glob("0000*.jpg"))
 
 

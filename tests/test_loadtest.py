@@ -19,9 +19,9 @@ sys.path.insert(0, str(LOADTEST))
 from perf_input_data import engine_input_data, ensemble_input_data  # noqa: E402
 from run_perf_analyzer import parse_csv, sweep  # noqa: E402
 
-from rtmo.bench.serving import letterboxed, load_photos  # noqa: E402
+from rtmo_bench.serving import letterboxed, load_photos  # noqa: E402
 
-PHOTOS = ROOT / "tests" / "data" / "photos"
+PHOTOS = ROOT / "data" / "photos"
 PERF_CSV = """\
 Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,Server Compute Infer,\
 Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,request/response,response wait,\

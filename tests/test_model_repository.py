@@ -27,7 +27,7 @@ from rtmo_contract import PEOPLE
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-PHOTO = Path(__file__).parent / "data" / "photos" / "000000196141.jpg"
+PHOTO = Path(__file__).resolve().parents[1] / "data" / "photos" / "000000196141.jpg"
 
 
 # ---------------------------------------------------------------------------------------------- encoded images

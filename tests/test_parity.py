@@ -27,7 +27,7 @@ from rtmo.runtime.preprocess import letterbox
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
-PHOTOS = Path(__file__).parent / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 # Landscape 640x429 (five people), portrait 334x512, landscape 640x480.
 COMPARE = [PHOTOS / "000000196141.jpg", PHOTOS / "image29590.jpg", PHOTOS / "103319.jpg"]
 

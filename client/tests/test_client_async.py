@@ -13,7 +13,7 @@ from fake_triton import FakeAsyncTransport, FakeResult, FakeTransport, Request, 
 import rtmo_client
 from rtmo_client import RetryPolicy
 
-PHOTO = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos" / "000000196141.jpg"
+PHOTO = Path(__file__).resolve().parents[2] / "data" / "photos" / "000000196141.jpg"
 NO_WAIT = RetryPolicy(max_retries=3, initial_backoff_s=0.0, max_backoff_s=0.0)
 
 

@@ -13,7 +13,7 @@ from fake_triton import KEYPOINT_NAMES, FakeResult, FakeTransport, Request, erro
 import rtmo_client
 from rtmo_client.cli import _common, main
 
-PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[2] / "data" / "photos"
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import rtmo_client
 from rtmo_client.errors import from_triton_error
 from rtmo_client.images import EncodedImage, Frame, encoded_size, to_payload
 
-PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[2] / "data" / "photos"
 
 
 @pytest.mark.parametrize("photo", sorted(PHOTOS.glob("*.jpg")), ids=lambda p: p.name)

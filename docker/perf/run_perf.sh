@@ -12,7 +12,7 @@ metrics_url="${TRITON_METRICS_URL:-http://triton:8002/metrics}"
 mkdir -p /results
 
 python3 loadtest/perf_input_data.py --model "$model" --out "/results/input_$model.json" \
-    --photos tests/data/photos --url "$url"
+    --photos data/photos --url "$url"
 exec perf_analyzer -m "$model" -u "$url" -i grpc --async \
     --input-data "/results/input_$model.json" \
     --concurrency-range "$concurrency" \

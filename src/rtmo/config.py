@@ -42,11 +42,9 @@ class CSPConfig:
 
     Args:
         size: ``tiny|small|medium|large`` (or ``t|s|m|l``).
-        use_pretrained: load the YOLOX backbone weights MMPose's RTMO configs start training from.
     """
 
     size: str = "small"
-    use_pretrained: bool = False
 
     def __post_init__(self) -> None:
         self.size = canonical_size(self.size)

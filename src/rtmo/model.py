@@ -24,7 +24,8 @@ class RTMO(nn.Module):
     """RTMO one-stage multi-person pose estimator, MMPose-compatible.
 
     Args:
-        config: model configuration; ``config.backbone_config.use_pretrained`` loads the YOLOX backbone.
+        config: model configuration (random weights; ``rtmo.checkpoint`` loads trained ones, and the YOLOX backbone
+            MMPose's training starts from).
     """
 
     def __init__(self, config: RTMOConfig | None = None) -> None:
@@ -36,10 +37,6 @@ class RTMO(nn.Module):
         self.neck = HybridEncoder(in_channels, self.config.projector_channels, widen_factor=w, deepen_factor=d)
         self.head = RTMOHead(self.config)
         self.eval()
-        if self.config.backbone_config.use_pretrained:
-            from rtmo.checkpoint import load_pretrained_backbone
-
-            load_pretrained_backbone(self)
 
     def forward(self, x: torch.Tensor) -> HeadOutputs:
         """Raw head outputs per level for float32 (B, 3, H, W) BGR 0–255 input.

@@ -18,6 +18,7 @@ import onnx
 import torch
 
 from rtmo.candidates import CANDIDATE_OUTPUTS, INPUT_LAYOUTS, INPUT_NAME, CandidateNet
+from rtmo.checkpoint import load_checkpoint
 from rtmo.errors import BuildError
 from rtmo.keypoints import layout_for
 from rtmo.model import RTMO
@@ -172,19 +173,12 @@ def export_onnx(
 
 
 def load_model(checkpoint: str, *, seed: int = 0) -> tuple[RTMO, dict[str, Any]]:
-    """``checkpoint`` is a path, zoo name or URL; ``random:<size>[:<keypoints>]`` builds seeded random weights."""
-    if checkpoint.startswith("random:"):
-        from rtmo.config import CSPConfig, RTMOConfig
-
-        parts = checkpoint.split(":")
-        torch.manual_seed(seed)
-        keypoints = int(parts[2]) if len(parts) > 2 else 17
-        model = RTMO(RTMOConfig(backbone_config=CSPConfig(size=parts[1]), num_keypoints=keypoints))
-        return model, {"checkpoint": checkpoint, "checkpoint_sha256": "random", "seed": seed}
-    from rtmo.checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint)
-    return model, {"checkpoint": checkpoint, "checkpoint_sha256": model.checkpoint_sha256}
+    """The model of ``checkpoint`` (see ``rtmo.checkpoint.load_checkpoint``) and its provenance for the metadata."""
+    model = load_checkpoint(checkpoint, seed=seed)
+    provenance = {"checkpoint": checkpoint, "checkpoint_sha256": model.checkpoint_sha256}
+    if model.checkpoint_sha256 == "random":
+        provenance["seed"] = seed
+    return model, provenance
 
 
 def main(argv: list[str] | None = None) -> int:

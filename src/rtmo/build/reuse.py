@@ -104,7 +104,7 @@ def _tensorrt_version() -> str:
 def _checkpoint_sha256(checkpoint: str) -> str:
     if checkpoint.startswith("random:"):
         return "random"
-    from rtmo.checkpoint import checkpoint_sha256, resolve_checkpoint  # downloads into the cache when needed
+    from rtmo.zoo import checkpoint_sha256, resolve_checkpoint  # downloads into the cache when needed
 
     return checkpoint_sha256(resolve_checkpoint(checkpoint))
 

@@ -1,4 +1,4 @@
-"""SDK overhead benchmark: ``python -m rtmo.bench.client [--url HOST:PORT] [--rounds N] [--in-flight K]``.
+"""SDK overhead benchmark: ``python -m rtmo_bench.client [--url HOST:PORT] [--rounds N] [--in-flight K]``.
 
 On one server and the same photos, images/s of:
 
@@ -15,7 +15,7 @@ On one server and the same photos, images/s of:
 Each pair runs interleaved, SDK then raw, for ``--rounds`` rounds of every photo ``--repeat`` times, so drift hits
 both alike; images/s is the total over all rounds, and the ratio is SDK ÷ raw (target >= 0.95).
 
-Without ``--url`` a CPU server is started as ``rtmo serve`` does (``rtmo.bench.serving.started_server``, cached
+Without ``--url`` a CPU server is started as ``rtmo serve`` does (``rtmo_bench.serving.started_server``, cached
 export of ``--checkpoint``, default ``random:tiny``) and stopped at the end. A table, then one JSON object as
 the last line. Nothing here asserts on time.
 """
@@ -29,16 +29,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from rtmo.bench.timing import alternate
+from rtmo_bench.paths import PHOTOS
+from rtmo_bench.timing import alternate
 
-ROOT = Path(__file__).resolve().parents[3]
-PHOTOS = ROOT / "tests" / "data" / "photos"
 TARGET_RATIO = 0.95
 OUTPUTS = ("boxes", "box_scores", "keypoints", "keypoint_scores", "num_people", "truncated")
 
@@ -130,7 +128,7 @@ def server_url(args: argparse.Namespace) -> Iterator[str]:
     if args.url:
         yield args.url
         return
-    from rtmo.bench.serving import started_server
+    from rtmo_bench.serving import started_server
 
     with started_server(args.checkpoint, threads=args.threads, max_batch_size=8, top_k=256) as (server, _):
         yield server.urls.grpc
@@ -199,7 +197,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rtmo.bench.client", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rtmo_bench.client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="measure a running server (gRPC host:port) instead of starting one")
     parser.add_argument("--checkpoint", default="random:tiny", help="weights of the server started here (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the server started here")

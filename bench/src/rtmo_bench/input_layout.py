@@ -1,4 +1,4 @@
-"""Measure the engine's input layout: ``python -m rtmo.bench.input_layout [--sizes t s] [--threads 2]``.
+"""Measure the engine's input layout: ``python -m rtmo_bench.input_layout [--sizes t s] [--threads 2]``.
 
 The exported graph takes letterboxed uint8 NHWC images and casts them inside the graph; the usual alternative is
 float32 NCHW prepared by the preprocessor. For each size, on the same seeded random weights, this exports both
@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtmo.bench.model import DEFAULT_IMAGE, SIZE_NAMES
-from rtmo.bench.timing import alternate
+from rtmo_bench.model import DEFAULT_IMAGE, SIZE_NAMES
+from rtmo_bench.timing import alternate
 
 LAYOUTS = ("uint8_nhwc", "float32_nchw")
 
@@ -108,7 +108,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtmo.bench.input_layout", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rtmo_bench.input_layout", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["t", "s"], choices=sorted(SIZE_NAMES))
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])

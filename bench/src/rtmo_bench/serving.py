@@ -1,4 +1,4 @@
-"""Serving benchmark: ``python -m rtmo.bench.serving [--checkpoint C | --url HOST:PORT] [--soak MINUTES]``.
+"""Serving benchmark: ``python -m rtmo_bench.serving [--checkpoint C | --url HOST:PORT] [--soak MINUTES]``.
 
 In one run, on the same ONNX file and the same ONNX Runtime intra-op thread count, at each ``--concurrency``
 (closed loop: that many threads, each sending its next request when the last returned, one image per request):
@@ -42,13 +42,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtmo.bench.closed_loop import Caller, LoadResult, run_closed_loop
-from rtmo.bench.memory import RssSampler
-from rtmo.bench.triton_stats import Counters, StageFigures, deltas, ensemble_breakdown, figures, snapshot, total
+from rtmo_bench.closed_loop import Caller, LoadResult, run_closed_loop
+from rtmo_bench.memory import RssSampler
+from rtmo_bench.paths import MODEL_REPOSITORY, PHOTOS
+from rtmo_bench.triton_stats import Counters, StageFigures, deltas, ensemble_breakdown, figures, snapshot, total
 
 LOGGER = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[3]
-PHOTOS = ROOT / "tests" / "data" / "photos"
 SIZE_PHOTO = PHOTOS / "103319.jpg"
 IMAGE_SIZES = {"vga": (640, 480), "1080p": (1920, 1080), "4k": (3840, 2160)}
 TARGET_RATIO = 0.85
@@ -284,8 +283,8 @@ def engine_metadata(url: str) -> tuple[int, dict[str, str]]:
 
 
 def cached_onnx(parameters: dict[str, str]) -> Path | None:
-    """Where ``rtmo serve`` exported the served checkpoint, if this machine has it (see ``rtmo.cli.prepare_artifacts``)."""
-    from rtmo.cli import artifact_dir
+    """Where ``rtmo serve`` exported the served checkpoint, if this machine has it (see ``rtmo.serving.cpu.prepare_artifacts``)."""
+    from rtmo.serving.cpu import artifact_dir
 
     checkpoint, sha = parameters.get("checkpoint", ""), parameters.get("checkpoint_sha256", "")
     if not (checkpoint.startswith("random:") or sha):
@@ -298,13 +297,13 @@ def cached_onnx(parameters: dict[str, str]) -> Path | None:
 def started_server(checkpoint: str, *, threads: int, max_batch_size: int, top_k: int) -> Iterator[tuple[Any, Path]]:
     """Export (cached) and serve ``checkpoint`` on free loopback ports, as ``rtmo serve`` does; yields (server, onnx)."""
     from rtmo.build.assemble import assemble_repository, copy_templates
-    from rtmo.cli import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
+    from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
     from rtmo.serving.tritonserver import free_ports
 
     prepared = prepare_artifacts(checkpoint, top_k=top_k, allow_random_fallback=checkpoint == DEFAULT_CHECKPOINT)
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as work:
         repository = Path(work) / "model_repository"
-        copy_templates(ROOT / "model_repository", repository)
+        copy_templates(MODEL_REPOSITORY, repository)
         assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=max_batch_size,
                             engine_intra_op_threads=threads)
         grpc_port, http_port, metrics_port = free_ports(3)
@@ -389,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     photos = load_photos(args.photos)
     with target_from_args(args) as target:
         report: dict[str, Any] = {
-            "benchmark": "rtmo.bench.serving",
+            "benchmark": "rtmo_bench.serving",
             "server": {"url": target.grpc_url, "started_by_benchmark": target.started_here,
                        **{key: target.parameters.get(key) for key in ("checkpoint", "checkpoint_sha256", "size", "top_k")},
                        "input_size": target.input_size},
@@ -429,7 +428,7 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rtmo.bench.serving", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m rtmo_bench.serving", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default="rtmo-s_body7",

@@ -1,4 +1,4 @@
-"""CPU benchmark of the RTMO model: ``python -m rtmo.bench.model [--sizes t s] [--threads 2] [--iters N]``.
+"""CPU benchmark of the RTMO model: ``python -m rtmo_bench.model [--sizes t s] [--threads 2] [--iters N]``.
 
 For each size, with seeded random weights (``rtmo.build.export.load_model('random:<size>')``):
 
@@ -32,11 +32,10 @@ import cv2
 import numpy as np
 import torch
 
-from rtmo.bench.timing import alternate
+from rtmo_bench.paths import MMPOSE_REFERENCE_SCRIPT, MMPOSE_REFERENCE_VENV, PHOTOS
+from rtmo_bench.timing import alternate
 
-ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "photos" / "103319.jpg"
-REFERENCE_SCRIPT = ROOT / "tests" / "mmpose_ref" / "run_reference.py"
+DEFAULT_IMAGE = PHOTOS / "103319.jpg"
 SIZE_NAMES = {"t": "tiny", "s": "small", "m": "medium", "l": "large"}
 
 
@@ -47,7 +46,7 @@ def median_ms(fn: Callable[[], object], *, iters: int, warmup: int) -> float:
 
 def mmpose_python() -> Path | None:
     """The reference environment's interpreter, or None when it is not built."""
-    venv = Path(os.environ.get("RTMO_MMPOSE_VENV") or ROOT / ".mmpose-ref-venv")
+    venv = MMPOSE_REFERENCE_VENV
     python = venv / "bin" / "python"
     return python if python.is_file() else None
 
@@ -139,7 +138,7 @@ def bench_mmpose(python: Path, model: Any, short_size: str, work: Path, *, image
                  warmup: int, timeout_s: float) -> dict[str, Any]:
     checkpoint = work / f"rtmo-{short_size}-random.pth"
     torch.save({"state_dict": model.state_dict()}, checkpoint)
-    command = [str(python), str(REFERENCE_SCRIPT), "bench", "--dataset", "body7", "--size", short_size,
+    command = [str(python), str(MMPOSE_REFERENCE_SCRIPT), "bench", "--dataset", "body7", "--size", short_size,
                "--checkpoint", str(checkpoint), "--image", str(image), "--threads", str(threads),
                "--iters", str(iters), "--warmup", str(warmup)]
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -155,7 +154,7 @@ def bench_mmpose(python: Path, model: Any, short_size: str, work: Path, *, image
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtmo.bench.model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rtmo_bench.model", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZE_NAMES), default=["t", "s"])
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
     parser.add_argument("--iters", type=int, default=5, help="timed runs per figure (median)")
