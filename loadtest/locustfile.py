@@ -19,7 +19,8 @@ Headless, with CSV and HTML reports (``-H`` is the server's gRPC ``host:port``):
 
 Distributed: one master and N workers (each worker loads the photos once)::
 
-    locust -f loadtest/locustfile.py --master --headless --expect-workers 2 -u 8 -r 4 -t 120s -H 127.0.0.1:8001 --csv results/rtmo
+    locust -f loadtest/locustfile.py --master --headless --expect-workers 2 -u 8 -r 4 -t 120s -H 127.0.0.1:8001 \
+        --csv results/rtmo
     locust -f loadtest/locustfile.py --worker --master-host 127.0.0.1     # run twice, on this or other machines
 
 Debugging one user without Locust's runner: ``python loadtest/locustfile.py`` (``RTMO_GRPC_URL`` sets the server).
@@ -53,7 +54,11 @@ PHOTOS: list[bytes] = []
 
 def bad_images(photo: bytes) -> dict[str, bytes]:
     """Inputs the server must refuse: a text file, the first half of a real JPEG, nothing."""
-    return {"not_an_image": b"this is a text file, not an image\n", "truncated_jpeg": photo[: len(photo) // 2], "empty": b""}
+    return {
+        "not_an_image": b"this is a text file, not an image\n",
+        "truncated_jpeg": photo[: len(photo) // 2],
+        "empty": b"",
+    }
 
 
 @events.init_command_line_parser.add_listener
@@ -126,8 +131,12 @@ class RTMOGrpcUser(User):
         finally:
             _InFlight.now -= 1
         self.environment.events.request.fire(
-            request_type="grpc", name=name, response_time=1000.0 * (time.perf_counter() - start),
-            response_length=sum(len(r.people) for r in results) if results else 0, exception=error, context={},
+            request_type="grpc",
+            name=name,
+            response_time=1000.0 * (time.perf_counter() - start),
+            response_length=sum(len(r.people) for r in results) if results else 0,
+            exception=error,
+            context={},
         )
         return results
 
@@ -143,7 +152,10 @@ class RTMOUser(RTMOGrpcUser):
     @task(1)
     def estimate_batch(self) -> None:
         photos = self.photos(self.batch_size)
-        self.call(f"estimate_batch[{len(photos)}]", lambda: self.client.estimate_batch(photos, score_threshold=self.score_threshold))
+        self.call(
+            f"estimate_batch[{len(photos)}]",
+            lambda: self.client.estimate_batch(photos, score_threshold=self.score_threshold),
+        )
 
 
 class RTMOMixedInputUser(RTMOUser):

@@ -41,9 +41,17 @@ def engine_input_data(photos: Sequence[bytes], *, input_size: int, input_name: s
     """One entry per photo for the ``engine`` model: the letterboxed uint8 [S, S, 3] canvas."""
     if not photos:
         raise ValueError("photos is empty; give at least one encoded image")
-    return {"data": [{input_name: {"content": {"b64": base64.b64encode(canvas[0].tobytes()).decode("ascii")},
-                                   "shape": list(canvas.shape[1:])}}
-                     for canvas in letterboxed(photos, input_size)]}
+    return {
+        "data": [
+            {
+                input_name: {
+                    "content": {"b64": base64.b64encode(canvas[0].tobytes()).decode("ascii")},
+                    "shape": list(canvas.shape[1:]),
+                }
+            }
+            for canvas in letterboxed(photos, input_size)
+        ]
+    }
 
 
 def input_data(model: str, photos: Sequence[bytes], *, input_size: int) -> dict[str, Any]:
@@ -69,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODELS, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--photos", type=Path, default=PHOTOS, help="directory of *.jpg photos (default: the test photos)")
+    parser.add_argument(
+        "--photos", type=Path, default=PHOTOS, help="directory of *.jpg photos (default: the test photos)"
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--input-size", type=int, help="engine input S (default: read from the server at --url)")
     size.add_argument("--url", default="127.0.0.1:8001", help="gRPC host:port to read the engine input size from")

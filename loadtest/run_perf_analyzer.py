@@ -80,7 +80,9 @@ def parse_csv(path: Path) -> list[dict[str, float | None]]:
         PerfAnalyzerError: if the file has no data row or no ``Inferences/Second`` column.
     """
     with path.open(newline="") as handle:
-        rows = [{key.strip(): _number(value.strip()) for key, value in row.items() if key} for row in csv.DictReader(handle)]
+        rows = [
+            {key.strip(): _number(value.strip()) for key, value in row.items() if key} for row in csv.DictReader(handle)
+        ]
     if not rows or "Inferences/Second" not in rows[0]:
         raise PerfAnalyzerError(f"{path} holds no perf_analyzer results:\n{path.read_text()[:2000]}")
     return rows
@@ -88,6 +90,7 @@ def parse_csv(path: Path) -> list[dict[str, float | None]]:
 
 def summarize(row: dict[str, float | None]) -> dict[str, Any]:
     """The CSV row in milliseconds and images/s (one image per request: ``-b 1``)."""
+
     def ms(key: str) -> float | None:
         value = row.get(key)
         return round(value / 1000.0, 3) if value is not None else None
@@ -95,34 +98,91 @@ def summarize(row: dict[str, float | None]) -> dict[str, Any]:
     return {
         "concurrency": int(row["Concurrency"] or 0),
         "images_per_s": row["Inferences/Second"],
-        "p50_ms": ms("p50 latency"), "p90_ms": ms("p90 latency"), "p99_ms": ms("p99 latency"), "avg_ms": ms("Avg latency"),
-        "client_send_ms": ms("Client Send"), "network_server_send_recv_ms": ms("Network+Server Send/Recv"),
-        "server_queue_ms": ms("Server Queue"), "server_compute_input_ms": ms("Server Compute Input"),
-        "server_compute_infer_ms": ms("Server Compute Infer"), "server_compute_output_ms": ms("Server Compute Output"),
+        "p50_ms": ms("p50 latency"),
+        "p90_ms": ms("p90 latency"),
+        "p99_ms": ms("p99 latency"),
+        "avg_ms": ms("Avg latency"),
+        "client_send_ms": ms("Client Send"),
+        "network_server_send_recv_ms": ms("Network+Server Send/Recv"),
+        "server_queue_ms": ms("Server Queue"),
+        "server_compute_input_ms": ms("Server Compute Input"),
+        "server_compute_infer_ms": ms("Server Compute Infer"),
+        "server_compute_output_ms": ms("Server Compute Output"),
         "client_recv_ms": ms("Client Recv"),
     }
 
 
-def perf_command(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input_data_path: Path, csv_path: Path,
-                 metrics_url: str | None, measurement_interval_ms: int, stability_percentage: float,
-                 max_trials: int, measurement_request_count: int | None = None) -> list[str]:
+def perf_command(
+    pa: PerfAnalyzer,
+    *,
+    url: str,
+    model: str,
+    concurrency: int,
+    input_data_path: Path,
+    csv_path: Path,
+    metrics_url: str | None,
+    measurement_interval_ms: int,
+    stability_percentage: float,
+    max_trials: int,
+    measurement_request_count: int | None = None,
+) -> list[str]:
     command = [
-        str(pa.binary), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
-        "--input-data", str(input_data_path), "--concurrency-range", f"{concurrency}:{concurrency}",
-        "-s", str(stability_percentage), "-r", str(max_trials), "-f", str(csv_path), "--verbose-csv",
+        str(pa.binary),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "-b",
+        "1",
+        "--input-data",
+        str(input_data_path),
+        "--concurrency-range",
+        f"{concurrency}:{concurrency}",
+        "-s",
+        str(stability_percentage),
+        "-r",
+        str(max_trials),
+        "-f",
+        str(csv_path),
+        "--verbose-csv",
     ]
     if measurement_request_count is None:
         command += ["--measurement-interval", str(measurement_interval_ms)]
     else:  # windows of a fixed number of requests: stable even when a request takes longer than a short time window
-        command += ["--measurement-mode", "count_windows", "--measurement-request-count", str(measurement_request_count)]
+        command += [
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            str(measurement_request_count),
+        ]
     if metrics_url:
-        command += ["--collect-metrics", "--metrics-url", metrics_url, "--metrics-interval", str(max(measurement_interval_ms // 2, 100))]
+        command += [
+            "--collect-metrics",
+            "--metrics-url",
+            metrics_url,
+            "--metrics-interval",
+            str(max(measurement_interval_ms // 2, 100)),
+        ]
     return command
 
 
-def run_point(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input_data_path: Path, out_dir: Path,
-              metrics_url: str | None = None, measurement_interval_ms: int = 5000, stability_percentage: float = 10.0,
-              max_trials: int = 10, measurement_request_count: int | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
+def run_point(
+    pa: PerfAnalyzer,
+    *,
+    url: str,
+    model: str,
+    concurrency: int,
+    input_data_path: Path,
+    out_dir: Path,
+    metrics_url: str | None = None,
+    measurement_interval_ms: int = 5000,
+    stability_percentage: float = 10.0,
+    max_trials: int = 10,
+    measurement_request_count: int | None = None,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
     """One perf_analyzer run at one concurrency; its CSV summary plus each model's Triton statistics of the run.
 
     Raises:
@@ -131,46 +191,91 @@ def run_point(pa: PerfAnalyzer, *, url: str, model: str, concurrency: int, input
     import tritonclient.grpc as grpcclient
 
     csv_path = out_dir / f"{model}_c{concurrency}.csv"
-    command = perf_command(pa, url=url, model=model, concurrency=concurrency, input_data_path=input_data_path, csv_path=csv_path,
-                           metrics_url=metrics_url, measurement_interval_ms=measurement_interval_ms,
-                           stability_percentage=stability_percentage, max_trials=max_trials,
-                           measurement_request_count=measurement_request_count)
+    command = perf_command(
+        pa,
+        url=url,
+        model=model,
+        concurrency=concurrency,
+        input_data_path=input_data_path,
+        csv_path=csv_path,
+        metrics_url=metrics_url,
+        measurement_interval_ms=measurement_interval_ms,
+        stability_percentage=stability_percentage,
+        max_trials=max_trials,
+        measurement_request_count=measurement_request_count,
+    )
     stats_client = grpcclient.InferenceServerClient(url)
     before = snapshot(stats_client)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=pa.environment(), timeout=timeout_s, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=pa.environment(), timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired as error:
         raise PerfAnalyzerError(f"perf_analyzer ran past {timeout_s} s: {' '.join(command)}") from error
     (out_dir / f"{model}_c{concurrency}.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0 or not csv_path.is_file():
-        raise PerfAnalyzerError(f"perf_analyzer exited {done.returncode}: {' '.join(command)}\n{(done.stdout + done.stderr)[-3000:]}")
+        raise PerfAnalyzerError(
+            f"perf_analyzer exited {done.returncode}: {' '.join(command)}\n{(done.stdout + done.stderr)[-3000:]}"
+        )
     figures = differences(before, snapshot(stats_client))
     server_models = [name for name in figures if figures[name].requests > 0]
-    return {"model": model, **summarize(parse_csv(csv_path)[0]), "csv": str(csv_path),
-            "server": {name: figures[name].as_dict() for name in sorted(server_models)}}
+    return {
+        "model": model,
+        **summarize(parse_csv(csv_path)[0]),
+        "csv": str(csv_path),
+        "server": {name: figures[name].as_dict() for name in sorted(server_models)},
+    }
 
 
-def sweep(*, url: str, models: Sequence[str], concurrency: Sequence[int], photos: Sequence[bytes], out_dir: Path,
-          metrics_url: str | None = None, **options: Any) -> list[dict[str, Any]]:
+def sweep(
+    *,
+    url: str,
+    models: Sequence[str],
+    concurrency: Sequence[int],
+    photos: Sequence[bytes],
+    out_dir: Path,
+    metrics_url: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
     """:func:`run_point` for every model and concurrency, with input data generated once per model."""
     pa = locate_perf_analyzer()
     out_dir.mkdir(parents=True, exist_ok=True)
     input_size = engine_metadata(url)[0]
     results = []
     for model in models:
-        data_path = write_input_data(out_dir / f"{model}_input_data.json", input_data(model, photos, input_size=input_size))
+        data_path = write_input_data(
+            out_dir / f"{model}_input_data.json", input_data(model, photos, input_size=input_size)
+        )
         for c in concurrency:
-            results.append(run_point(pa, url=url, model=model, concurrency=c, input_data_path=data_path, out_dir=out_dir,
-                                     metrics_url=metrics_url, **options))
+            results.append(
+                run_point(
+                    pa,
+                    url=url,
+                    model=model,
+                    concurrency=c,
+                    input_data_path=data_path,
+                    out_dir=out_dir,
+                    metrics_url=metrics_url,
+                    **options,
+                )
+            )
     return results
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'model':>7} {'conc':>4} | {'img/s':>7} {'p50 ms':>7} {'p99 ms':>7} | {'queue':>7} {'infer':>7} | per-model compute ms/image"]
+    lines = [
+        f"{'model':>7} {'conc':>4} | {'img/s':>7} {'p50 ms':>7} {'p99 ms':>7} | {'queue':>7} {'infer':>7} | per-model "
+        "compute ms/image"
+    ]
     for r in results:
-        stages = ", ".join(f"{name} {fig['compute_ms_per_image']:.1f}" for name, fig in r["server"].items() if name != r["model"])
-        lines.append(f"{r['model']:>7} {r['concurrency']:>4} | {r['images_per_s']:>7.2f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} | "
-                     f"{r['server_queue_ms']:>7.1f} {r['server_compute_infer_ms']:>7.1f} | {stages or '-'}")
+        stages = ", ".join(
+            f"{name} {fig['compute_ms_per_image']:.1f}" for name, fig in r["server"].items() if name != r["model"]
+        )
+        lines.append(
+            f"{r['model']:>7} {r['concurrency']:>4} | {r['images_per_s']:>7.2f} {r['p50_ms']:>7.1f} "
+            f"{r['p99_ms']:>7.1f} | "
+            f"{r['server_queue_ms']:>7.1f} {r['server_compute_infer_ms']:>7.1f} | {stages or '-'}"
+        )
     lines.append("(perf_analyzer CSV; queue and infer are its server-side ms of the top-level model)")
     return "\n".join(lines)
 
@@ -182,18 +287,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
-    parser.add_argument("--out-dir", type=Path, default=None, help="where CSVs, logs and input data go (default: a temp dir)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="where CSVs, logs and input data go (default: a temp dir)"
+    )
     parser.add_argument("--measurement-interval-ms", type=int, default=5000)
     parser.add_argument("--stability-percentage", type=float, default=10.0)
     parser.add_argument("--max-trials", type=int, default=10)
-    parser.add_argument("--measurement-request-count", type=int, default=None,
-                        help="count windows of this many requests instead of --measurement-interval time windows")
+    parser.add_argument(
+        "--measurement-request-count",
+        type=int,
+        default=None,
+        help="count windows of this many requests instead of --measurement-interval time windows",
+    )
     args = parser.parse_args(argv)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="rtmo-perf-"))
-    results = sweep(url=args.url, models=args.models, concurrency=args.concurrency, photos=load_photos(args.photos),
-                    out_dir=out_dir, metrics_url=args.metrics_url, measurement_interval_ms=args.measurement_interval_ms,
-                    stability_percentage=args.stability_percentage, max_trials=args.max_trials,
-                    measurement_request_count=args.measurement_request_count)
+    results = sweep(
+        url=args.url,
+        models=args.models,
+        concurrency=args.concurrency,
+        photos=load_photos(args.photos),
+        out_dir=out_dir,
+        metrics_url=args.metrics_url,
+        measurement_interval_ms=args.measurement_interval_ms,
+        stability_percentage=args.stability_percentage,
+        max_trials=args.max_trials,
+        measurement_request_count=args.measurement_request_count,
+    )
     print(format_table(results))
     print(json.dumps({"tool": "perf_analyzer", "url": args.url, "out_dir": str(out_dir), "results": results}))
     return 0

@@ -19,8 +19,12 @@ def reference_venv() -> Path:
 def build_reference_environment() -> Path:
     """Build (once; later calls return at once) the reference environment and return its interpreter."""
     venv = reference_venv()
-    result = subprocess.run(["bash", str(HERE / "mmpose_ref" / "setup_venv.sh"), str(venv)], capture_output=True, text=True)
-    assert result.returncode == 0, f"MMPose reference environment setup failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        ["bash", str(HERE / "mmpose_ref" / "setup_venv.sh"), str(venv)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, (
+        f"MMPose reference environment setup failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return venv / "bin" / "python"
 
 

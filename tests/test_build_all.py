@@ -15,8 +15,21 @@ def test_build_all_cpu_fills_repository_with_onnx_dcc_and_cpu_configs(tmp_path):
 
     repository = tmp_path / "model_repository"
     copy_templates(Path(__file__).parents[1] / "model_repository", repository)
-    assert main(["--checkpoint", "random:tiny", "--target", "cpu", "--repository", str(repository),
-                 "--work-dir", str(tmp_path / "work")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                "random:tiny",
+                "--target",
+                "cpu",
+                "--repository",
+                str(repository),
+                "--work-dir",
+                str(tmp_path / "work"),
+            ]
+        )
+        == 0
+    )
     assert (repository / "engine" / "1" / "model.onnx").stat().st_size > 1_000_000
     assert (repository / "postprocess" / "1" / "dcc.npz").is_file()
     assert (repository / "engine" / "configs" / "cpu.pbtxt").is_file()
@@ -31,8 +44,18 @@ def test_build_all_gpu_without_tensorrt_stops_with_a_clear_error(tmp_path, caplo
         pytest.skip("tensorrt is installed here; this checks the message shown without it")
     except ImportError:
         pass
-    code = main(["--checkpoint", "random:tiny", "--target", "gpu", "--repository", str(tmp_path / "repo"),
-                 "--work-dir", str(tmp_path / "work")])
+    code = main(
+        [
+            "--checkpoint",
+            "random:tiny",
+            "--target",
+            "gpu",
+            "--repository",
+            str(tmp_path / "repo"),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert code == 2
     assert "needs the `tensorrt` Python package" in caplog.text
     assert not (tmp_path / "repo").exists()
@@ -50,6 +73,8 @@ def test_build_scripts_are_thin_entry_points(script):
     from pathlib import Path
 
     root = Path(__file__).parents[1]
-    result = subprocess.run([sys.executable, str(root / "build" / f"{script}.py"), "--help"], capture_output=True, text=True, cwd=root)
+    result = subprocess.run(
+        [sys.executable, str(root / "build" / f"{script}.py"), "--help"], capture_output=True, text=True, cwd=root
+    )
     assert result.returncode == 0, result.stderr
     assert "--" in result.stdout and "usage" in result.stdout

@@ -12,8 +12,15 @@ import pytest
 from rtmo.build.reuse import PlanRequest, gpu_name, main, plan_mismatches, reusable_plan_mismatches
 from rtmo.files import sha256_file
 
-WANTED = PlanRequest(checkpoint="rtmo-s_body7", checkpoint_sha256="ab" * 32, tensorrt_version="10.5.0.18",
-                     gpu="NVIDIA L4", precision="fp16", max_batch_size=8, top_k=256)
+WANTED = PlanRequest(
+    checkpoint="rtmo-s_body7",
+    checkpoint_sha256="ab" * 32,
+    tensorrt_version="10.5.0.18",
+    gpu="NVIDIA L4",
+    precision="fp16",
+    max_batch_size=8,
+    top_k=256,
+)
 
 
 def write_export(directory: Path, request: PlanRequest = WANTED) -> Path:
@@ -24,10 +31,14 @@ def write_export(directory: Path, request: PlanRequest = WANTED) -> Path:
     (directory / "model.plan").write_bytes(b"plan")
     (directory / "metadata.json").write_text(json.dumps({"top_k": request.top_k, "input_size": [640, 640]}))
     sidecar = {
-        "tensorrt_version": request.tensorrt_version, "gpu": request.gpu, "precision": request.precision,
+        "tensorrt_version": request.tensorrt_version,
+        "gpu": request.gpu,
+        "precision": request.precision,
         "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": request.max_batch_size},
-        "max_batch_size": request.max_batch_size, "onnx_sha256": sha256_file(directory / "model.onnx"),
-        "checkpoint": request.checkpoint, "checkpoint_sha256": request.checkpoint_sha256,
+        "max_batch_size": request.max_batch_size,
+        "onnx_sha256": sha256_file(directory / "model.onnx"),
+        "checkpoint": request.checkpoint,
+        "checkpoint_sha256": request.checkpoint_sha256,
     }
     (directory / "model.plan.json").write_text(json.dumps(sidecar))
     return directory
@@ -57,15 +68,28 @@ def test_plan_mismatches_names_the_field_that_differs(tmp_path: Path, change: di
 
 def test_plan_mismatches_never_trusts_an_unknown_gpu_even_if_both_sides_say_so() -> None:
     unknown = dataclasses.replace(WANTED, gpu="unknown")
-    sidecar = {"tensorrt_version": "10.5.0.18", "gpu": "unknown", "precision": "fp16", "max_batch_size": 8,
-               "checkpoint_sha256": WANTED.checkpoint_sha256, "onnx_sha256": "x"}
+    sidecar = {
+        "tensorrt_version": "10.5.0.18",
+        "gpu": "unknown",
+        "precision": "fp16",
+        "max_batch_size": 8,
+        "checkpoint_sha256": WANTED.checkpoint_sha256,
+        "onnx_sha256": "x",
+    }
     assert [r.split(":")[0] for r in plan_mismatches(sidecar, {"top_k": 256}, "x", unknown)] == ["gpu"]
 
 
 def test_plan_mismatches_tells_random_weights_apart_by_name() -> None:
     tiny = dataclasses.replace(WANTED, checkpoint="random:tiny", checkpoint_sha256="random")
-    sidecar = {"tensorrt_version": "10.5.0.18", "gpu": "NVIDIA L4", "precision": "fp16", "max_batch_size": 8,
-               "checkpoint": "random:small", "checkpoint_sha256": "random", "onnx_sha256": "x"}
+    sidecar = {
+        "tensorrt_version": "10.5.0.18",
+        "gpu": "NVIDIA L4",
+        "precision": "fp16",
+        "max_batch_size": 8,
+        "checkpoint": "random:small",
+        "checkpoint_sha256": "random",
+        "onnx_sha256": "x",
+    }
     assert [r.split(":")[0] for r in plan_mismatches(sidecar, {"top_k": 256}, "x", tiny)] == ["checkpoint"]
 
 
@@ -82,7 +106,9 @@ def test_reusable_plan_mismatches_lists_missing_files(tmp_path: Path) -> None:
     assert "model.plan" in reason and "metadata.json" not in reason
 
 
-def test_main_asks_for_a_build_where_tensorrt_or_the_gpu_is_unknown(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_main_asks_for_a_build_where_tensorrt_or_the_gpu_is_unknown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="rtmo.build.reuse")
     here = dataclasses.replace(WANTED, checkpoint="random:tiny", checkpoint_sha256="random")
     export = write_export(tmp_path / "export", here)

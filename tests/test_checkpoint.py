@@ -13,9 +13,14 @@ def _save_mmpose_style(model: rtmo.RTMO, path, **extra_meta) -> None:
     meta = {
         "epoch": 600,
         "mmengine_version": "0.10.7",
-        "dataset_meta": {"sigmas": np.array([0.026] * 17, np.float32), "num_keypoints": 17,
-                         "keypoint_colors": np.zeros((17, 3), np.uint8), "flip_indices": [0, 2, 1],
-                         "joint_weights": np.ones(17, np.float32), "area": np.float64(1.5)},
+        "dataset_meta": {
+            "sigmas": np.array([0.026] * 17, np.float32),
+            "num_keypoints": 17,
+            "keypoint_colors": np.zeros((17, 3), np.uint8),
+            "flip_indices": [0, 2, 1],
+            "joint_weights": np.ones(17, np.float32),
+            "area": np.float64(1.5),
+        },
         **extra_meta,
     }
     torch.save({"meta": meta, "state_dict": model.state_dict()}, path)

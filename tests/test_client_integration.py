@@ -60,10 +60,18 @@ def assert_equals_raw(result: Any, raw_result: Any, row: int = 0) -> None:
     """The SDK's people are exactly the server's tensors of that row (same server, same input)."""
     n = int(raw_result.as_numpy("num_people")[row, 0])
     assert len(result.people) == n and n > 0, "the calibrated model must find people, or the comparison proves nothing"
-    np.testing.assert_array_equal(np.array([p.box for p in result.people], np.float32), raw_result.as_numpy("boxes")[row, :n])
-    np.testing.assert_array_equal(np.array([p.score for p in result.people], np.float32), raw_result.as_numpy("box_scores")[row, :n])
-    np.testing.assert_array_equal(np.stack([p.keypoints for p in result.people]), raw_result.as_numpy("keypoints")[row, :n])
-    np.testing.assert_array_equal(np.stack([p.keypoint_scores for p in result.people]), raw_result.as_numpy("keypoint_scores")[row, :n])
+    np.testing.assert_array_equal(
+        np.array([p.box for p in result.people], np.float32), raw_result.as_numpy("boxes")[row, :n]
+    )
+    np.testing.assert_array_equal(
+        np.array([p.score for p in result.people], np.float32), raw_result.as_numpy("box_scores")[row, :n]
+    )
+    np.testing.assert_array_equal(
+        np.stack([p.keypoints for p in result.people]), raw_result.as_numpy("keypoints")[row, :n]
+    )
+    np.testing.assert_array_equal(
+        np.stack([p.keypoint_scores for p in result.people]), raw_result.as_numpy("keypoint_scores")[row, :n]
+    )
     assert result.truncated == bool(raw_result.as_numpy("truncated")[row, 0])
 
 
@@ -77,7 +85,9 @@ def test_estimate_equals_the_servers_raw_tensors(client: Any, raw: Any, name: st
     assert result.image_size == (width, height)
 
 
-def test_frames_and_shared_memory_frames_equal_the_servers_raw_tensors(client: Any, raw: Any, rtmo_server: TritonServer) -> None:
+def test_frames_and_shared_memory_frames_equal_the_servers_raw_tensors(
+    client: Any, raw: Any, rtmo_server: TritonServer
+) -> None:
     frame = cv2.imread(str(PHOTOS / NAMES[1]))
     expected = raw_infer(raw, frame[None])
     assert_equals_raw(client.estimate(frame, channels="bgr"), expected)
@@ -115,15 +125,20 @@ def test_stream_and_async_client_give_the_same_results_as_estimate(client: Any, 
     for got in (streamed, async_streamed, single):
         for result, reference in zip(got, expected):
             assert len(result) == len(reference) and result.image_size == reference.image_size
-            np.testing.assert_array_equal(np.stack([p.keypoints for p in result]), np.stack([p.keypoints for p in reference]))
+            np.testing.assert_array_equal(
+                np.stack([p.keypoints for p in result]), np.stack([p.keypoints for p in reference])
+            )
 
 
-@pytest.mark.parametrize(("image", "parameters", "message"), [
-    (b"this is not an image", {}, "not a supported image"),
-    ((PHOTOS / NAMES[0]).read_bytes()[:20000], {}, "JPEG is truncated"),
-    ((PHOTOS / NAMES[0]).read_bytes(), {"score_threshold": 1.5}, "score_threshold: got 1.5"),
-    ((PHOTOS / NAMES[0]).read_bytes(), {"max_people": 0}, "max_people: got 0"),
-])
+@pytest.mark.parametrize(
+    ("image", "parameters", "message"),
+    [
+        (b"this is not an image", {}, "not a supported image"),
+        ((PHOTOS / NAMES[0]).read_bytes()[:20000], {}, "JPEG is truncated"),
+        ((PHOTOS / NAMES[0]).read_bytes(), {"score_threshold": 1.5}, "score_threshold: got 1.5"),
+        ((PHOTOS / NAMES[0]).read_bytes(), {"max_people": 0}, "max_people: got 0"),
+    ],
+)
 def test_bad_input_raises_invalid_input_error_with_the_servers_message_intact(
     client: Any, raw: Any, image: bytes, parameters: dict[str, Any], message: str
 ) -> None:
@@ -146,7 +161,9 @@ def test_model_info_is_read_from_the_server_config(client: Any, raw: Any) -> Non
         client.model_info("no_such_model")
 
 
-def test_cli_predict_prints_the_sdk_results(rtmo_server: TritonServer, client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_predict_prints_the_sdk_results(
+    rtmo_server: TritonServer, client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rtmo_client.cli import main
 
     paths = [PHOTOS / name for name in NAMES]
@@ -164,31 +181,60 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.skip("the TLS test makes its certificate with the openssl command, which is not on PATH")
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "server.pem", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
 @pytest.fixture(scope="module")
-def tls_server(rtmo_server: TritonServer, certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def tls_server(
+    rtmo_server: TritonServer, certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
     cert, key = certificate
     tls_args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
-    with serve_repository(rtmo_server.model_repository, tmp_path_factory.mktemp("tls-serving"), extra_args=tls_args) as server:
+    with serve_repository(
+        rtmo_server.model_repository, tmp_path_factory.mktemp("tls-serving"), extra_args=tls_args
+    ) as server:
         yield server
         server.stop(timeout_s=0.0)  # a graceful shutdown takes seconds and proves nothing here
 
 
-def test_tls_client_talks_to_a_tls_server_and_plaintext_is_refused(tls_server: TritonServer, certificate: tuple[Path, Path],
-                                                                   client: Any) -> None:
+def test_tls_client_talks_to_a_tls_server_and_plaintext_is_refused(
+    tls_server: TritonServer, certificate: tuple[Path, Path], client: Any
+) -> None:
     cert, _ = certificate
     photo = PHOTOS / NAMES[0]
     with rtmo_client.Client(tls_server.urls.grpc, ssl=True, root_certificates=cert) as tls_client:
         tls_client.wait_until_ready(30)
         assert tls_client.server_info().version
         result = tls_client.estimate(photo)
-    np.testing.assert_array_equal(np.stack([p.keypoints for p in result]), np.stack([p.keypoints for p in client.estimate(photo)]))
-    with rtmo_client.Client(tls_server.urls.grpc, retries=0, timeout_s=5) as plain, pytest.raises(rtmo_client.UnavailableError):
+    np.testing.assert_array_equal(
+        np.stack([p.keypoints for p in result]), np.stack([p.keypoints for p in client.estimate(photo)])
+    )
+    with (
+        rtmo_client.Client(tls_server.urls.grpc, retries=0, timeout_s=5) as plain,
+        pytest.raises(rtmo_client.UnavailableError),
+    ):
         plain.estimate(photo)
 
 
@@ -210,14 +256,20 @@ class CountingTransport:
         return getattr(self.inner, name)
 
 
-def test_retries_survive_a_killed_and_restarted_server(tls_server: TritonServer, certificate: tuple[Path, Path], client: Any) -> None:
+def test_retries_survive_a_killed_and_restarted_server(
+    tls_server: TritonServer, certificate: tuple[Path, Path], client: Any
+) -> None:
     from rtmo_client.transport import grpc_transport, tls_credentials
 
     cert, _ = certificate
     photo = PHOTOS / NAMES[1]
-    transport = CountingTransport(grpc_transport(tls_server.urls.grpc, credentials=tls_credentials(root_certificates=cert)))
+    transport = CountingTransport(
+        grpc_transport(tls_server.urls.grpc, credentials=tls_credentials(root_certificates=cert))
+    )
     policy = rtmo_client.RetryPolicy(max_retries=200, initial_backoff_s=0.05, max_backoff_s=0.5)
-    retrying = rtmo_client.Client(tls_server.urls.grpc, ssl=True, root_certificates=cert, retries=policy, timeout_s=30, transport=transport)
+    retrying = rtmo_client.Client(
+        tls_server.urls.grpc, ssl=True, root_certificates=cert, retries=policy, timeout_s=30, transport=transport
+    )
     retrying.model_info()  # keypoint names cached: only inference calls cross the outage
     tls_server.stop(timeout_s=0.0)  # SIGKILL: no graceful shutdown
     outcome: dict[str, Any] = {}
@@ -243,4 +295,6 @@ def test_retries_survive_a_killed_and_restarted_server(tls_server: TritonServer,
     assert "error" not in outcome, outcome.get("error")
     assert transport.failures >= 2 and transport.attempts == transport.failures + 1
     reference = client.estimate(photo)
-    np.testing.assert_array_equal(np.stack([p.keypoints for p in outcome["result"]]), np.stack([p.keypoints for p in reference]))
+    np.testing.assert_array_equal(
+        np.stack([p.keypoints for p in outcome["result"]]), np.stack([p.keypoints for p in reference])
+    )

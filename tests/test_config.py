@@ -4,7 +4,10 @@ import rtmo
 from rtmo.config import SIZE_SPECS
 
 
-@pytest.mark.parametrize(("alias", "name", "input_size"), [("t", "tiny", 416), ("s", "small", 640), ("m", "medium", 640), ("l", "large", 640)])
+@pytest.mark.parametrize(
+    ("alias", "name", "input_size"),
+    [("t", "tiny", 416), ("s", "small", 640), ("m", "medium", 640), ("l", "large", 640)],
+)
 def test_config_accepts_size_aliases_and_picks_default_input(alias, name, input_size):
     config = rtmo.RTMOConfig(backbone_config=rtmo.CSPConfig(size=alias))
     assert config.backbone_config.size == name

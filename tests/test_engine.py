@@ -32,7 +32,9 @@ def test_profile_below_triton_max_batch_size_is_refused():
 def test_bad_profile_is_refused_before_anything_is_written(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"not used")
     with pytest.raises(BuildError, match="below the Triton max_batch_size"):
-        build_engine(tmp_path / "model.onnx", tmp_path / "out" / "model.plan", profile=EngineProfile(1, 1, 2), max_batch_size=8)
+        build_engine(
+            tmp_path / "model.onnx", tmp_path / "out" / "model.plan", profile=EngineProfile(1, 1, 2), max_batch_size=8
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -51,8 +53,14 @@ def test_fp32_engine_builds_with_dynamic_batch_profile(tmp_path):
 
     model, provenance = load_model("random:tiny")
     exported = export_onnx(model, tmp_path / "export", provenance=provenance)
-    plan = build_engine(exported.onnx_path, tmp_path / "model.plan", precision="fp32", profile=EngineProfile(1, 4, 8),
-                        timing_cache=tmp_path / "timing.cache", provenance=provenance)
+    plan = build_engine(
+        exported.onnx_path,
+        tmp_path / "model.plan",
+        precision="fp32",
+        profile=EngineProfile(1, 4, 8),
+        timing_cache=tmp_path / "timing.cache",
+        provenance=provenance,
+    )
     sidecar = json.loads(plan.with_suffix(".plan.json").read_text())
     assert plan.stat().st_size > 1_000_000
     assert sidecar["profile"] == {"min_batch": 1, "opt_batch": 4, "max_batch": 8}

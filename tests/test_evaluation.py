@@ -35,8 +35,14 @@ def results_from_annotations(shift_px: float = 0.0, noise_px: float = 0.0, seed:
         keypoints = np.asarray(person["keypoints"], np.float64).reshape(-1, 3)
         keypoints[:, :2] += shift_px + rng.normal(0.0, noise_px, (len(keypoints), 2)) if noise_px else shift_px
         keypoints[:, 2] = rng.uniform(0.3, 1.0, len(keypoints))
-        results.append({"image_id": person["image_id"], "category_id": 1, "keypoints": keypoints.ravel().tolist(),
-                        "score": float(rng.uniform(0.2, 1.0))})
+        results.append(
+            {
+                "image_id": person["image_id"],
+                "category_id": 1,
+                "keypoints": keypoints.ravel().tolist(),
+                "score": float(rng.uniform(0.2, 1.0)),
+            }
+        )
     return results
 
 
@@ -45,7 +51,9 @@ def test_perfect_predictions_score_ap_1_and_shifted_ones_score_lower() -> None:
     perfect = evaluation.evaluate_results(annotations, results_from_annotations())
     assert list(perfect) == ["AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)"]
     assert perfect["AP"] == pytest.approx(1.0) and perfect["AR"] == pytest.approx(1.0)
-    shifted = [evaluation.evaluate_results(annotations, results_from_annotations(shift_px=s))["AP"] for s in (3.0, 10.0)]
+    shifted = [
+        evaluation.evaluate_results(annotations, results_from_annotations(shift_px=s))["AP"] for s in (3.0, 10.0)
+    ]
     assert 1.0 > shifted[0] > shifted[1] >= 0.0
     assert evaluation.evaluate_results(annotations, [])["AP"] == 0.0
 
@@ -55,13 +63,19 @@ def test_evaluator_equals_mmpose_coco_metric_for_the_same_predictions(mmpose_pyt
     annotations = evaluation.load_annotations(ANNOTATIONS)
     results = results_from_annotations(noise_px=6.0, seed=1)
     # A false positive and an image without any prediction, so ranking and misses count too.
-    results.append({**results[0], "keypoints": [v + 200.0 if i % 3 != 2 else v for i, v in enumerate(results[0]["keypoints"])],
-                    "score": 0.95})
+    results.append(
+        {
+            **results[0],
+            "keypoints": [v + 200.0 if i % 3 != 2 else v for i, v in enumerate(results[0]["keypoints"])],
+            "score": 0.95,
+        }
+    )
     results = [r for r in results if r["image_id"] != 785]
     (tmp_path / "results.json").write_text(json.dumps(results))
     ours = evaluation.evaluate_results(annotations, results)
-    theirs = run_reference(mmpose_python, "coco-metric", "--annotations", str(ANNOTATIONS),
-                           "--predictions", str(tmp_path / "results.json"))["stats"]
+    theirs = run_reference(
+        mmpose_python, "coco-metric", "--annotations", str(ANNOTATIONS), "--predictions", str(tmp_path / "results.json")
+    )["stats"]
     assert 0.1 < ours["AP"] < 0.9, ours  # a non-trivial score, so agreement means something
     assert ours == pytest.approx(theirs, abs=1e-12)
 
@@ -83,7 +97,9 @@ def test_bad_annotations_missing_images_and_keypoint_mismatch_stop_before_sendin
     client = ModelInfoOnly(tuple(f"k{i}" for i in range(17)))
     not_keypoints = tmp_path / "instances.json"
     not_keypoints.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]}))
-    with pytest.raises(evaluation.EvaluationError, match="0 categories with 'keypoints'; expected a COCO keypoint annotation"):
+    with pytest.raises(
+        evaluation.EvaluationError, match="0 categories with 'keypoints'; expected a COCO keypoint annotation"
+    ):
         evaluation.evaluate_server(client, not_keypoints, PHOTOS, tmp_path / "out.json")
     with pytest.raises(evaluation.EvaluationError, match="is not JSON"):
         evaluation.evaluate_server(client, PHOTOS / COCO_PHOTOS[0].name, PHOTOS, tmp_path / "out.json")
@@ -93,7 +109,9 @@ def test_bad_annotations_missing_images_and_keypoint_mismatch_stop_before_sendin
     with pytest.raises(evaluation.EvaluationError, match=r"3 of the 4 images .* are not in .*first: 000000040083.jpg"):
         evaluation.evaluate_server(client, ANNOTATIONS, some_photos, tmp_path / "out.json")
     with pytest.raises(evaluation.EvaluationError, match="the server's model has 14 keypoints but .* annotates 17"):
-        evaluation.evaluate_server(ModelInfoOnly(tuple(f"k{i}" for i in range(14))), ANNOTATIONS, PHOTOS, tmp_path / "out.json")
+        evaluation.evaluate_server(
+            ModelInfoOnly(tuple(f"k{i}" for i in range(14))), ANNOTATIONS, PHOTOS, tmp_path / "out.json"
+        )
     assert not (tmp_path / "out.json").exists()
 
 
@@ -129,13 +147,16 @@ def people_by_image(results: list[dict], file_ids: dict[str, int]) -> dict[int, 
 
 
 def mmpose_results(predictions: Path, file_ids: dict[str, int]) -> list[dict]:
-    """MMPose's ``predict`` output as COCO keypoint results (score = box score, as CocoMetric with score_mode='bbox')."""
+    """MMPose's ``predict`` output as COCO keypoint results (score = box score, as CocoMetric with
+    score_mode='bbox').
+    """
     results = []
     with np.load(predictions) as reference:
         for i in range(int(reference["num_images"])):
             image_id = file_ids[Path(str(reference[f"img{i}_img_path"])).name]
-            for keypoints, scores, score in zip(reference[f"img{i}_keypoints"], reference[f"img{i}_keypoint_scores"],
-                                                reference[f"img{i}_bbox_scores"]):
+            for keypoints, scores, score in zip(
+                reference[f"img{i}_keypoints"], reference[f"img{i}_keypoint_scores"], reference[f"img{i}_bbox_scores"]
+            ):
                 triplets = np.concatenate([keypoints, scores[:, None]], axis=1)
                 results.append({"image_id": image_id, "keypoints": triplets.ravel().tolist(), "score": float(score)})
     return results
@@ -147,11 +168,27 @@ def test_server_run_scores_the_ap_mmpose_scores_for_the_same_checkpoint(
     mmpose_python: Path, mmpose_checkpoint: object, tmp_path: Path
 ) -> None:
     checkpoint, _ = mmpose_checkpoint("body7", "t")
-    run_reference(mmpose_python, "predict", "--dataset", "body7", "--size", "t", "--checkpoint", str(checkpoint),
-                  "--images", *map(str, COCO_PHOTOS), "--out", str(tmp_path / "mmpose.npz"))
-    theirs = run_reference(mmpose_python, "coco-metric", "--annotations", str(ANNOTATIONS),
-                           "--predictions", str(tmp_path / "mmpose.npz"))["stats"]
-    with serve_model(rtmo.load_checkpoint(checkpoint), tmp_path / "serving") as server, Client(server.urls.grpc) as client:
+    run_reference(
+        mmpose_python,
+        "predict",
+        "--dataset",
+        "body7",
+        "--size",
+        "t",
+        "--checkpoint",
+        str(checkpoint),
+        "--images",
+        *map(str, COCO_PHOTOS),
+        "--out",
+        str(tmp_path / "mmpose.npz"),
+    )
+    theirs = run_reference(
+        mmpose_python, "coco-metric", "--annotations", str(ANNOTATIONS), "--predictions", str(tmp_path / "mmpose.npz")
+    )["stats"]
+    with (
+        serve_model(rtmo.load_checkpoint(checkpoint), tmp_path / "serving") as server,
+        Client(server.urls.grpc) as client,
+    ):
         ours = evaluation.evaluate_server(client, ANNOTATIONS, PHOTOS, tmp_path / "results.json")
     assert ours.people >= 5, "the calibrated checkpoint must detect people, or equal APs prove nothing"
     assert ours.stats == pytest.approx(theirs, abs=1e-9)

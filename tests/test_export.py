@@ -38,7 +38,9 @@ def test_onnxruntime_equals_pytorch_on_real_photos(exported, crowd_photo, portra
     batch = _canvases([crowd_photo, portrait_photo], model.config.input_size)
     got = dict(zip(CANDIDATE_OUTPUTS, session.run(None, {"images": batch})))
     with torch.no_grad():
-        want = dict(zip(CANDIDATE_OUTPUTS, (t.numpy() for t in CandidateNet(model, top_k=256)(torch.from_numpy(batch)))))
+        want = dict(
+            zip(CANDIDATE_OUTPUTS, (t.numpy() for t in CandidateNet(model, top_k=256)(torch.from_numpy(batch))))
+        )
     _assert_close(got["scores"], want["scores"], "scores")
     for b in range(len(batch)):
         # Anchors over the uniform 114 padding score exactly alike, so which of them fill the last top-K slots is
@@ -86,7 +88,9 @@ def test_export_writes_dcc_weights_and_metadata(exported):
     assert len(meta["keypoint_names"]) == 17 and meta["keypoint_names"][0] == "nose"
     from rtmo.runtime.dcc import DCCWeights
 
-    np.testing.assert_array_equal(DCCWeights.load(result.dcc_path).gau_uv, model.head.dcc.gau.uv.weight.detach().numpy())
+    np.testing.assert_array_equal(
+        DCCWeights.load(result.dcc_path).gau_uv, model.head.dcc.gau.uv.weight.detach().numpy()
+    )
 
 
 def test_tensorrt_check_rejects_unsupported_op_and_dynamic_dim():
@@ -121,7 +125,9 @@ def test_float32_nchw_export_gives_the_same_candidates_as_the_served_uint8_nhwc_
         sessions[layout] = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     canvas = _canvases([crowd_photo], model.config.input_size)
     as_uint8 = sessions["uint8_nhwc"].run(None, {"images": canvas})
-    as_float = sessions["float32_nchw"].run(None, {"images": np.ascontiguousarray(canvas.transpose(0, 3, 1, 2), dtype=np.float32)})
+    as_float = sessions["float32_nchw"].run(
+        None, {"images": np.ascontiguousarray(canvas.transpose(0, 3, 1, 2), dtype=np.float32)}
+    )
     for name, got, want in zip(CANDIDATE_OUTPUTS, as_float, as_uint8):
         np.testing.assert_array_equal(got, want, err_msg=name)
 

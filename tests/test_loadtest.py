@@ -23,8 +23,9 @@ from rtmo_bench.serving import letterboxed, load_photos  # noqa: E402
 
 PHOTOS = ROOT / "data" / "photos"
 PERF_CSV = """\
-Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,Server Compute Infer,\
-Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,request/response,response wait,\
+Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,\
+Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,\
+request/response,response wait,\
 Avg GPU Utilization,Avg GPU Power Usage,Max GPU Memory Usage,Total GPU Memory
 2,8.31353,73,2125,68591,153,159938,1561,8,225165,327730,336455,369938,232452,81,232293,,,,
 """
@@ -55,7 +56,9 @@ def test_parse_csv_reads_numbers_and_leaves_empty_gpu_columns_none(tmp_path: Pat
     path = tmp_path / "perf.csv"
     path.write_text(PERF_CSV)
     (row,) = parse_csv(path)
-    assert row["Concurrency"] == 2 and row["Inferences/Second"] == pytest.approx(8.31353) and row["p99 latency"] == 369938
+    assert (
+        row["Concurrency"] == 2 and row["Inferences/Second"] == pytest.approx(8.31353) and row["p99 latency"] == 369938
+    )
     assert row["Avg GPU Utilization"] is None
     path.write_text("not,a perf_analyzer file\n")
     with pytest.raises(RuntimeError, match="no perf_analyzer results"):
@@ -63,13 +66,24 @@ def test_parse_csv_reads_numbers_and_leaves_empty_gpu_columns_none(tmp_path: Pat
 
 
 @pytest.mark.integration
-def test_perf_analyzer_sweeps_real_photos_over_grpc_for_the_ensemble_and_the_engine(rtmo_server, tmp_path: Path) -> None:
+def test_perf_analyzer_sweeps_real_photos_over_grpc_for_the_ensemble_and_the_engine(
+    rtmo_server, tmp_path: Path
+) -> None:
     urls = rtmo_server.urls
     results = []
     for model, concurrency in (("rtmo", [1, 2]), ("engine", [1])):
-        results += sweep(url=urls.grpc, models=[model], concurrency=concurrency, photos=load_photos(PHOTOS), out_dir=tmp_path,
-                         metrics_url=urls.metrics.removeprefix("http://"), measurement_request_count=4,
-                         stability_percentage=100.0, max_trials=8, timeout_s=120.0)
+        results += sweep(
+            url=urls.grpc,
+            models=[model],
+            concurrency=concurrency,
+            photos=load_photos(PHOTOS),
+            out_dir=tmp_path,
+            metrics_url=urls.metrics.removeprefix("http://"),
+            measurement_request_count=4,
+            stability_percentage=100.0,
+            max_trials=8,
+            timeout_s=120.0,
+        )
     assert [(r["model"], r["concurrency"]) for r in results] == [("rtmo", 1), ("rtmo", 2), ("engine", 1)]
     for r in results:
         assert Path(r["csv"]).is_file()
@@ -80,15 +94,40 @@ def test_perf_analyzer_sweeps_real_photos_over_grpc_for_the_ensemble_and_the_eng
     for r in results[:2]:
         assert set(r["server"]) == {"rtmo", "preprocess", "engine", "postprocess"}
         # Every ensemble request went through each step (give or take one in flight when the statistics were read).
-        assert all(abs(fig["requests"] - r["server"]["rtmo"]["requests"]) <= r["concurrency"] for fig in r["server"].values()), r["server"]
+        assert all(
+            abs(fig["requests"] - r["server"]["rtmo"]["requests"]) <= r["concurrency"] for fig in r["server"].values()
+        ), r["server"]
     assert set(results[2]["server"]) == {"engine"}
 
 
-def _locust(server_url: str, work: Path, user_class: str, *, users: int = 3, run_time_s: int = 6) -> tuple[int, str, dict[str, dict[str, str]]]:
+def _locust(
+    server_url: str, work: Path, user_class: str, *, users: int = 3, run_time_s: int = 6
+) -> tuple[int, str, dict[str, dict[str, str]]]:
     prefix = work / user_class
-    command = [sys.executable, "-m", "locust", "-f", str(LOADTEST / "locustfile.py"), "--headless", "-u", str(users), "-r", str(users),
-               "-t", f"{run_time_s}s", "-H", server_url, "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary",
-               "--photos", str(PHOTOS), user_class]
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOADTEST / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{run_time_s}s",
+        "-H",
+        server_url,
+        "--csv",
+        str(prefix),
+        "--html",
+        f"{prefix}.html",
+        "--only-summary",
+        "--photos",
+        str(PHOTOS),
+        user_class,
+    ]
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=run_time_s + 45, check=False)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}

@@ -26,8 +26,12 @@ def test_forward_returns_four_per_level_lists_with_mmpose_shapes():
 
 @pytest.mark.parametrize(
     ("x", "message"),
-    [(torch.rand(3, 64, 64), r"x: expected shape \(B, 3, H, W\)"), (torch.rand(1, 1, 64, 64), "3 BGR channels"),
-     (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "floating-point"), (torch.rand(1, 3, 60, 64), "multiples of 32")],
+    [
+        (torch.rand(3, 64, 64), r"x: expected shape \(B, 3, H, W\)"),
+        (torch.rand(1, 1, 64, 64), "3 BGR channels"),
+        (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "floating-point"),
+        (torch.rand(1, 3, 60, 64), "multiples of 32"),
+    ],
 )
 def test_forward_rejects_bad_tensors(x, message):
     model = rtmo.RTMO(rtmo.RTMOConfig(backbone_config=rtmo.CSPConfig(size="tiny")))
@@ -43,10 +47,13 @@ def tiny_model():
 
 @pytest.mark.parametrize(
     ("image", "message"),
-    [(np.zeros((10, 10), np.uint8), r"images\[0\]: shape \[10, 10\]; accepted: \[H, W, 3\]"),
-     (np.zeros((10, 10, 4), np.uint8), r"shape \[10, 10, 4\]; accepted: \[H, W, 3\]"),
-     (np.zeros((10, 10, 3), np.float32), "dtype float32; accepted: UINT8"), (np.zeros((0, 10, 3), np.uint8), "empty"),
-     ("photo.jpg", "got str; accepted: a numpy.ndarray")],
+    [
+        (np.zeros((10, 10), np.uint8), r"images\[0\]: shape \[10, 10\]; accepted: \[H, W, 3\]"),
+        (np.zeros((10, 10, 4), np.uint8), r"shape \[10, 10, 4\]; accepted: \[H, W, 3\]"),
+        (np.zeros((10, 10, 3), np.float32), "dtype float32; accepted: UINT8"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        ("photo.jpg", "got str; accepted: a numpy.ndarray"),
+    ],
 )
 def test_predict_rejects_bad_images_naming_the_argument(tiny_model, image, message):
     with pytest.raises(ValueError, match=message):
@@ -72,7 +79,10 @@ def _by_box(poses):
 
 def test_predict_batch_equals_single_images(tiny_model, crowd_photo, portrait_photo):
     together = tiny_model.predict([crowd_photo, portrait_photo], score_threshold=0.0, nms_iou_threshold=1.0)
-    alone = [tiny_model.predict([img], score_threshold=0.0, nms_iou_threshold=1.0)[0] for img in (crowd_photo, portrait_photo)]
+    alone = [
+        tiny_model.predict([img], score_threshold=0.0, nms_iou_threshold=1.0)[0]
+        for img in (crowd_photo, portrait_photo)
+    ]
     for a, b in zip(together, alone):
         assert len(a) == len(b) == 845  # every anchor of the 416 input, none suppressed
         assert not a.truncated
@@ -108,7 +118,9 @@ def test_numpy_dcc_decode_equals_torch_dcc(tiny_model):
     boxes = np.concatenate([xy, xy + rng.uniform(20, 200, size=(7, 2)).astype(np.float32)], axis=1)
     priors = rng.uniform(0, 416, size=(7, 2)).astype(np.float32)
     with torch.no_grad():
-        expected = tiny_model.head.dcc(torch.from_numpy(pose), torch.from_numpy(boxes), torch.from_numpy(priors)).numpy()
+        expected = tiny_model.head.dcc(
+            torch.from_numpy(pose), torch.from_numpy(boxes), torch.from_numpy(priors)
+        ).numpy()
     got = dcc_decode(tiny_model.dcc_weights(), pose, boxes, priors)
     np.testing.assert_allclose(got, expected, atol=5e-3)  # float32 summation order differs
     assert np.ptp(got[..., 0]) > 1.0  # keypoints actually spread out: the comparison is not trivial

@@ -55,7 +55,9 @@ def reference_runs(mmpose_python, mmpose_checkpoint, tmp_path_factory):
             tmp = tmp_path_factory.mktemp(run_id((dataset, size)))
             checkpoint, made = mmpose_checkpoint(dataset, size)
             images = COMPARE if size in ("t", "s") else COMPARE[:1]
-            predict_with_mmpose(mmpose_python, dataset, size, checkpoint, images, tmp / "ref.npz", float64=size in ("t", "s"))
+            predict_with_mmpose(
+                mmpose_python, dataset, size, checkpoint, images, tmp / "ref.npz", float64=size in ("t", "s")
+            )
             with np.load(tmp / "ref.npz") as data:
                 runs[(dataset, size)] = size, made, checkpoint, images, {k: data[k] for k in data.files}
         return runs[(dataset, size)]
@@ -63,12 +65,29 @@ def reference_runs(mmpose_python, mmpose_checkpoint, tmp_path_factory):
     return run
 
 
-def predict_with_mmpose(python: Path, dataset: str, size: str, checkpoint: Path, images: list[Path], out: Path, *,
-                        float64: bool) -> None:
-    """MMPose's predictions (also in float64 if asked) with our thread count: one source of float32 differences fewer."""
-    run_reference(python, "predict", "--dataset", dataset, "--size", size, "--checkpoint", str(checkpoint),
-                  "--images", *map(str, images), "--out", str(out), "--threads", str(torch.get_num_threads()),
-                  *(["--float64"] if float64 else []))
+def predict_with_mmpose(
+    python: Path, dataset: str, size: str, checkpoint: Path, images: list[Path], out: Path, *, float64: bool
+) -> None:
+    """MMPose's predictions (also in float64 if asked) with our thread count: one source of float32 differences
+    fewer.
+    """
+    run_reference(
+        python,
+        "predict",
+        "--dataset",
+        dataset,
+        "--size",
+        size,
+        "--checkpoint",
+        str(checkpoint),
+        "--images",
+        *map(str, images),
+        "--out",
+        str(out),
+        "--threads",
+        str(torch.get_num_threads()),
+        *(["--float64"] if float64 else []),
+    )
 
 
 def person_errors(keypoints: list[np.ndarray], reference: list[np.ndarray]) -> np.ndarray:
@@ -126,15 +145,21 @@ def test_predictions_match_mmpose_and_are_not_trivial(full_reference_run):
         # The same people in both precisions of MMPose and in ours (the calibration keeps NMS decisions clear).
         assert len(poses) == len(ref[f"img{i}_bbox_scores"]) == len(ref[f"img{i}_f64_bbox_scores"]), image_path.name
         np.testing.assert_allclose(poses.boxes, ref[f"img{i}_bboxes"], atol=0.01, rtol=0, err_msg=image_path.name)
-        np.testing.assert_allclose(poses.box_scores, ref[f"img{i}_bbox_scores"], atol=1e-5, rtol=0, err_msg=image_path.name)
-        np.testing.assert_allclose(poses.keypoint_scores, ref[f"img{i}_keypoint_scores"], atol=1e-5, rtol=0, err_msg=image_path.name)
+        np.testing.assert_allclose(
+            poses.box_scores, ref[f"img{i}_bbox_scores"], atol=1e-5, rtol=0, err_msg=image_path.name
+        )
+        np.testing.assert_allclose(
+            poses.keypoint_scores, ref[f"img{i}_keypoint_scores"], atol=1e-5, rtol=0, err_msg=image_path.name
+        )
     assert len(ref["img0_bbox_scores"]) >= 3
     float64 = [ref[f"img{i}_f64_keypoints"] for i in range(len(images))]
     ours_vs_float32 = person_errors([p.keypoints for p in ours], [ref[f"img{i}_keypoints"] for i in range(len(images))])
     ours_vs_float64 = person_errors([p.keypoints for p in ours], float64)
     mmpose_vs_float64 = person_errors([ref[f"img{i}_keypoints"] for i in range(len(images))], float64)
-    figures = (f"person error px (median, p90, max): ours vs MMPose fp32 {describe(ours_vs_float32)}; "
-               f"vs MMPose fp64: ours {describe(ours_vs_float64)}, MMPose fp32 {describe(mmpose_vs_float64)}")
+    figures = (
+        f"person error px (median, p90, max): ours vs MMPose fp32 {describe(ours_vs_float32)}; "
+        f"vs MMPose fp64: ours {describe(ours_vs_float64)}, MMPose fp32 {describe(mmpose_vs_float64)}"
+    )
     assert np.median(ours_vs_float32) <= 0.01, figures
     for quantile in (50, 90):
         bound = FLOAT_NOISE_FACTOR * np.percentile(mmpose_vs_float64, quantile) + FLOAT_NOISE_PX

@@ -36,10 +36,27 @@ class ServeProcess:
         grpc, http, metrics = map(str, self.ports)
         env = {**os.environ, "RTMO_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [str(RTMO), "serve", "--checkpoint", "random:tiny", "--grpc-port", grpc, "--http-port", http,
-             "--metrics-port", metrics, "--repository", str(work / "model_repository"), "--log-file", str(work / "triton.log"),
-             *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                str(RTMO),
+                "serve",
+                "--checkpoint",
+                "random:tiny",
+                "--grpc-port",
+                grpc,
+                "--http-port",
+                http,
+                "--metrics-port",
+                metrics,
+                "--repository",
+                str(work / "model_repository"),
+                "--log-file",
+                str(work / "triton.log"),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             # As a shell without job control starts `rtmo serve &`: SIGINT ignored from the start.
             preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
@@ -97,8 +114,14 @@ def test_rtmo_serve_prints_a_working_example_stops_cleanly_and_reuses_the_export
         assert any("exporting random:tiny" in line for line in output)
         # The example, exactly as printed, run from the checkout with the environment's python.
         example = "\n".join(output[output.index("Example request:") + 1 : output.index(READY_LINE)])
-        ran = subprocess.run(["bash", "-c", textwrap.dedent(example)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PATH": f"{RTMO.parent}{os.pathsep}{os.environ['PATH']}"})
+        ran = subprocess.run(
+            ["bash", "-c", textwrap.dedent(example)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PATH": f"{RTMO.parent}{os.pathsep}{os.environ['PATH']}"},
+        )
         assert ran.returncode == 0, ran.stderr
         assert "(1, " in ran.stdout and ", 17, 2)" in ran.stdout, ran.stdout
     finally:

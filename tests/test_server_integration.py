@@ -145,7 +145,9 @@ def run_concurrently(client: object, jobs: list[tuple[list[bytes], dict]]) -> li
     return results
 
 
-def test_concurrent_requests_with_different_thresholds_get_their_own_results(client: object, model: torch.nn.Module) -> None:
+def test_concurrent_requests_with_different_thresholds_get_their_own_results(
+    client: object, model: torch.nn.Module
+) -> None:
     image = IMAGES["landscape"]
     thresholds = [0.1, 0.3, 0.5, 0.7] * 3
     decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)

@@ -14,7 +14,9 @@ def test_parse_parameters_defaults_when_none_are_sent() -> None:
 
 
 def test_parse_parameters_reads_json_string() -> None:
-    params = parse_parameters(json.dumps({"score_threshold": 0.3, "nms_iou_threshold": 1, "max_people": 4, "pose_nms": True}))
+    params = parse_parameters(
+        json.dumps({"score_threshold": 0.3, "nms_iou_threshold": 1, "max_people": 4, "pose_nms": True})
+    )
     assert params == RequestParameters(0.3, 1.0, 4, True)
 
 
@@ -43,8 +45,9 @@ def test_parse_parameters_refuses_renamed_names_naming_the_new_one() -> None:
 
 
 def test_parse_parameters_ignores_keys_triton_and_clients_reserve() -> None:
-    assert parse_parameters({"triton_enable_empty_final_response": True, "sequence_id": 3, "score_threshold": 0.2}) == \
-        RequestParameters(score_threshold=0.2)
+    assert parse_parameters(
+        {"triton_enable_empty_final_response": True, "sequence_id": 3, "score_threshold": 0.2}
+    ) == RequestParameters(score_threshold=0.2)
 
 
 def test_request_parameters_validate_when_built_directly() -> None:

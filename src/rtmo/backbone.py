@@ -12,7 +12,12 @@ from rtmo.layers import ConvModule
 __all__ = ["CSPDarknet", "FeatureInfo"]
 
 # (in, out, blocks, residual in blocks, SPP) per stage at widen=deepen=1 (MMPose ``arch_settings['P5']``).
-_P5_STAGES = ((64, 128, 3, True, False), (128, 256, 9, True, False), (256, 512, 9, True, False), (512, 1024, 3, False, True))
+_P5_STAGES = (
+    (64, 128, 3, True, False),
+    (128, 256, 9, True, False),
+    (256, 512, 9, True, False),
+    (512, 1024, 3, False, True),
+)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ __all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_LAYOUTS", "INPUT_NAME", "
 
 
 INPUT_NAME = LETTERBOXED_IMAGES.name
-# "uint8_nhwc" is what the model repository serves; "float32_nchw" exists to measure that choice (rtmo_bench.input_layout).
+# "uint8_nhwc" is what the model repository serves; "float32_nchw" exists to measure that choice
+# (rtmo_bench.input_layout).
 INPUT_LAYOUTS = ("uint8_nhwc", "float32_nchw")
 # Output names, in order; the engine's config.pbtxt uses exactly these.
 CANDIDATE_OUTPUTS = tuple(tensor.name for tensor in CANDIDATES)

@@ -34,10 +34,14 @@ _STEM_CHANNELS_TO_SIZE = {24: "tiny", 32: "small", 48: "medium", 64: "large"}
 def _numpy_safe_globals() -> list[Any]:
     """Exactly the NumPy objects pickled in MMPose checkpoint ``meta`` (dataset_meta arrays, numpy scalars)."""
     core = np.core.multiarray  # NumPy 1.x module path; NumPy 2 pickles name ``numpy._core.multiarray``
-    entries: list[Any] = [np.ndarray, np.dtype, (core._reconstruct, "numpy.core.multiarray._reconstruct"),
-                          (core.scalar, "numpy.core.multiarray.scalar"),
-                          (core._reconstruct, "numpy._core.multiarray._reconstruct"),
-                          (core.scalar, "numpy._core.multiarray.scalar")]
+    entries: list[Any] = [
+        np.ndarray,
+        np.dtype,
+        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (core.scalar, "numpy.core.multiarray.scalar"),
+        (core._reconstruct, "numpy._core.multiarray._reconstruct"),
+        (core.scalar, "numpy._core.multiarray.scalar"),
+    ]
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType", "ObjectDType"):
         dtype_class = getattr(getattr(np, "dtypes", None), name, None)
         if dtype_class is not None:
@@ -91,8 +95,13 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> RTMOConfig:
         raise CheckpointError(f"not an RTMO checkpoint: missing {exc.args[0]!r} (found {len(state)} tensors)") from exc
     size = _STEM_CHANNELS_TO_SIZE.get(int(stem.shape[0]))
     if size is None:
-        raise CheckpointError(f"not an RTMO checkpoint: stem has {stem.shape[0]} channels, expected one of {sorted(_STEM_CHANNELS_TO_SIZE)}")
-    return RTMOConfig(backbone_config=CSPConfig(size=size), num_classes=int(cls.shape[0]), num_keypoints=int(vis.shape[0]))
+        raise CheckpointError(
+            f"not an RTMO checkpoint: stem has {stem.shape[0]} channels, expected one of "
+            f"{sorted(_STEM_CHANNELS_TO_SIZE)}"
+        )
+    return RTMOConfig(
+        backbone_config=CSPConfig(size=size), num_classes=int(cls.shape[0]), num_keypoints=int(vis.shape[0])
+    )
 
 
 def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = None, seed: int = 0) -> RTMO:
@@ -120,8 +129,12 @@ def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = 
     state, _meta = read_state_dict(path)
     config = infer_config(state)
     if input_size is not None:
-        config = RTMOConfig(backbone_config=config.backbone_config, num_classes=config.num_classes,
-                            num_keypoints=config.num_keypoints, input_size=input_size)
+        config = RTMOConfig(
+            backbone_config=config.backbone_config,
+            num_classes=config.num_classes,
+            num_keypoints=config.num_keypoints,
+            input_size=input_size,
+        )
     model = RTMO(config)
     _load_strict(model, state, origin=str(path))
     model.checkpoint_sha256 = checkpoint_sha256(path)  # type: ignore[assignment]
@@ -132,8 +145,10 @@ def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = 
 def _random_model(source: str, *, input_size: int | None, seed: int) -> RTMO:
     parts = source.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
-        raise CheckpointError(f"checkpoint {source!r}: accepted random:<size> or random:<size>:<keypoints>, "
-                              "e.g. random:small or random:tiny:14")
+        raise CheckpointError(
+            f"checkpoint {source!r}: accepted random:<size> or random:<size>:<keypoints>, "
+            "e.g. random:small or random:tiny:14"
+        )
     keypoints = int(parts[2]) if len(parts) == 3 else 17
     torch.manual_seed(seed)
     model = RTMO(RTMOConfig(backbone_config=CSPConfig(size=parts[1]), num_keypoints=keypoints, input_size=input_size))
@@ -146,8 +161,11 @@ def _load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, 
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"{origin}: does not match the RTMO architecture.\n"
@@ -162,5 +180,5 @@ def load_pretrained_backbone(model: RTMO) -> None:
     """Load the YOLOX backbone weights MMPose's RTMO configs start from (prefix ``backbone.``)."""
     entry = PRETRAINED_BACKBONES[model.config.backbone_config.size]
     state, _ = read_state_dict(download(entry))
-    backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     _load_strict(model.backbone, backbone_state, origin=entry.url)

@@ -21,14 +21,25 @@ def serve(args: argparse.Namespace) -> int:
     # `rtmo serve &` without job control hands it over ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    prepared = prepare_artifacts(args.checkpoint, top_k=args.top_k, allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT)
+    prepared = prepare_artifacts(
+        args.checkpoint, top_k=args.top_k, allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT
+    )
     repository = args.repository.resolve()
     if not (repository / "rtmo" / "config.pbtxt").is_file():
-        raise RTMOError(f"--repository {args.repository}: no rtmo model repository there (rtmo/config.pbtxt missing); "
-                        "run rtmo serve from the project's checkout or pass --repository PATH")
+        raise RTMOError(
+            f"--repository {args.repository}: no rtmo model repository there (rtmo/config.pbtxt missing); "
+            "run rtmo serve from the project's checkout or pass --repository PATH"
+        )
     assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=args.max_batch_size)
-    server = cpu_server(repository, grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-                        host=args.host, log_path=args.log_file, startup_timeout_s=args.startup_timeout_s)
+    server = cpu_server(
+        repository,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        host=args.host,
+        log_path=args.log_file,
+        startup_timeout_s=args.startup_timeout_s,
+    )
     try:
         server.start()
         seconds = server.wait_until_ready(args.startup_timeout_s)
@@ -74,13 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtmo", description="RTMO pose estimation on Triton")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="start a CPU Triton server on the rtmo ensemble")
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="path, zoo name, URL or random:<size> (default: %(default)s)")
+    p.add_argument(
+        "--checkpoint", default=DEFAULT_CHECKPOINT, help="path, zoo name, URL or random:<size> (default: %(default)s)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--repository", type=Path, default=Path("model_repository"),
-                   help="the model repository to assemble and serve (default: %(default)s, of the current directory)")
+    p.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="the model repository to assemble and serve (default: %(default)s, of the current directory)",
+    )
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--top-k", type=int, default=256, help="candidates per image kept by the engine")
     p.add_argument("--log-file", type=Path, default=None)

@@ -76,11 +76,15 @@ class RTMOConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone_config, CSPConfig):
-            raise ConfigError(f"RTMOConfig.backbone_config: got {type(self.backbone_config).__name__}; accepted: CSPConfig")
+            raise ConfigError(
+                f"RTMOConfig.backbone_config: got {type(self.backbone_config).__name__}; accepted: CSPConfig"
+            )
         if self.num_classes < 1:
             raise ConfigError(f"RTMOConfig.num_classes: got {self.num_classes}; accepted: an integer >= 1")
         if self.num_keypoints < 1:
-            raise ConfigError(f"RTMOConfig.num_keypoints: got {self.num_keypoints}; accepted: an integer >= 1 (17 COCO, 14 CrowdPose)")
+            raise ConfigError(
+                f"RTMOConfig.num_keypoints: got {self.num_keypoints}; accepted: an integer >= 1 (17 COCO, 14 CrowdPose)"
+            )
         if self.input_size is None:
             self.input_size = self.backbone_config.spec.input_size
         if self.input_size <= 0 or self.input_size % 32:

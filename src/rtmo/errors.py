@@ -4,7 +4,7 @@ Tree::
 
     RTMOError
     ├── ConfigError          (ValueError)  a config field has an unsupported value
-    ├── InvalidInputError    (rtmo_contract.InvalidRequestError, a ValueError)  a served request carries an unusable input
+    ├── InvalidInputError    (rtmo_contract.InvalidRequestError)  a served request carries an unusable input
     ├── CheckpointError                    a file or download is not a usable RTMO checkpoint
     │   ├── CheckpointIntegrityError       hash mismatch or truncated file
     │   └── CheckpointUnavailableError     cannot be downloaded (offline, HTTP error)

@@ -20,7 +20,25 @@ __all__ = ["DCC", "GAUEncoder", "HeadOutputs", "RTMOHead", "RTMOHeadModule", "CO
 HeadOutputs = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
 
 # OKS sigmas MMPose stores in ``head.loss_oks.sigmas`` (dataset metainfo).
-COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
+COCO_SIGMAS = (
+    0.026,
+    0.025,
+    0.025,
+    0.035,
+    0.035,
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+)
 CROWDPOSE_SIGMAS = (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079)
 
 
@@ -36,7 +54,10 @@ class RTMOHeadModule(nn.Module):
         levels = range(len(config.featmap_strides))
         k = config.num_keypoints
         self.conv_cls = nn.ModuleList(
-            nn.Sequential(ConvModule(in_channels, cls_channels, 3, bn=YOLO_BN), ConvModule(cls_channels, cls_channels, 3, bn=YOLO_BN))
+            nn.Sequential(
+                ConvModule(in_channels, cls_channels, 3, bn=YOLO_BN),
+                ConvModule(cls_channels, cls_channels, 3, bn=YOLO_BN),
+            )
             for _ in levels
         )
         self.out_cls = nn.ModuleList(nn.Conv2d(cls_channels, config.num_classes, 1) for _ in levels)
@@ -140,14 +161,18 @@ class DCC(nn.Module):
     ``rtmo.runtime.dcc.dcc_decode``; this module owns the weights and serves training and cross-checks.
     """
 
-    def __init__(self, in_channels: int, num_keypoints: int, *, feat_channels: int = 128, num_bins: tuple[int, int] = (192, 256)) -> None:
+    def __init__(
+        self, in_channels: int, num_keypoints: int, *, feat_channels: int = 128, num_bins: tuple[int, int] = (192, 256)
+    ) -> None:
         super().__init__()
         self.num_keypoints = num_keypoints
         self.feat_channels = feat_channels
         self.spe = _Frequencies(128, 300.0)
         self.gau = GAUEncoder(feat_channels)
         self.pos_enc = nn.Parameter(torch.randn(num_keypoints, 128))
-        self.pose_to_kpts = nn.Sequential(nn.Linear(in_channels, feat_channels * num_keypoints), nn.BatchNorm1d(feat_channels * num_keypoints))
+        self.pose_to_kpts = nn.Sequential(
+            nn.Linear(in_channels, feat_channels * num_keypoints), nn.BatchNorm1d(feat_channels * num_keypoints)
+        )
         self.x_fc = nn.Linear(128, feat_channels)
         self.y_fc = nn.Linear(128, feat_channels)
         self.sigma_fc = nn.Sequential(nn.Linear(in_channels, num_keypoints), nn.Sigmoid(), Scale(0.1))  # training only
@@ -158,7 +183,9 @@ class DCC(nn.Module):
         freq = positions.unsqueeze(-1) / self.spe.dim_t
         return torch.cat((freq.cos(), freq.sin()), dim=-1)
 
-    def forward(self, pose_vecs: torch.Tensor, bboxes: torch.Tensor, priors: torch.Tensor, padding: float = 1.25) -> torch.Tensor:
+    def forward(
+        self, pose_vecs: torch.Tensor, bboxes: torch.Tensor, priors: torch.Tensor, padding: float = 1.25
+    ) -> torch.Tensor:
         """Keypoints (N, K, 2) in input pixels for N instances with boxes (N, 4) xyxy and prior points (N, 2)."""
         center = (bboxes[:, 2:] + bboxes[:, :2]) * 0.5
         scale = (bboxes[:, 2:] - bboxes[:, :2]) * padding
@@ -187,7 +214,9 @@ class _OKSSigmas(nn.Module):
 
     def __init__(self, num_keypoints: int) -> None:
         super().__init__()
-        sigmas = COCO_SIGMAS if num_keypoints == 17 else CROWDPOSE_SIGMAS if num_keypoints == 14 else (0.05,) * num_keypoints
+        sigmas = (
+            COCO_SIGMAS if num_keypoints == 17 else CROWDPOSE_SIGMAS if num_keypoints == 14 else (0.05,) * num_keypoints
+        )
         self.register_buffer("sigmas", torch.tensor(sigmas, dtype=torch.float32))
 
 
@@ -197,7 +226,12 @@ class RTMOHead(nn.Module):
     def __init__(self, config: RTMOConfig) -> None:
         super().__init__()
         self.head_module = RTMOHeadModule(config)
-        self.dcc = DCC(config.pose_vec_channels, config.num_keypoints, feat_channels=config.dcc_feat_channels, num_bins=config.dcc_num_bins)
+        self.dcc = DCC(
+            config.pose_vec_channels,
+            config.num_keypoints,
+            feat_channels=config.dcc_feat_channels,
+            num_bins=config.dcc_num_bins,
+        )
         self.loss_oks = _OKSSigmas(config.num_keypoints)
 
     def forward(self, feats: list[torch.Tensor]) -> HeadOutputs:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rtmo.backbone import CSPDarknet
+from rtmo.candidates import CandidateNet, to_numpy
 from rtmo.config import RTMOConfig
 from rtmo.head import HeadOutputs, RTMOHead
 from rtmo.neck import HybridEncoder
@@ -119,14 +120,20 @@ class RTMO(nn.Module):
             ValueError: an image is not a non-empty uint8 HxWx3 array, or an option is out of range.
             TypeError: an unknown or renamed option.
         """
-        from rtmo.candidates import CandidateNet, to_numpy
-
         if renamed:
-            raise TypeError("; ".join(f"{key}: renamed to {RENAMED_PARAMETERS[key]}" if key in RENAMED_PARAMETERS
-                                      else f"{key}: unknown option" for key in sorted(renamed)))
+            raise TypeError(
+                "; ".join(
+                    f"{key}: renamed to {RENAMED_PARAMETERS[key]}"
+                    if key in RENAMED_PARAMETERS
+                    else f"{key}: unknown option"
+                    for key in sorted(renamed)
+                )
+            )
         parameters = RequestParameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
         if isinstance(images, np.ndarray):
-            raise ValueError("images: expected a list of uint8 HxWx3 BGR arrays, got a single numpy array; wrap it in a list")
+            raise ValueError(
+                "images: expected a list of uint8 HxWx3 BGR arrays, got a single numpy array; wrap it in a list"
+            )
         images = list(images)
         if not images:
             return []
@@ -137,7 +144,12 @@ class RTMO(nn.Module):
         outputs = to_numpy(net(batch))
         dcc = self.dcc_weights()
         return [
-            people(Candidates(*(o[i] for o in outputs)), dcc=dcc, box=boxed[i][1], parameters=parameters,
-                   num_anchors=net.top_k)
+            people(
+                Candidates(*(o[i] for o in outputs)),
+                dcc=dcc,
+                box=boxed[i][1],
+                parameters=parameters,
+                num_anchors=net.top_k,
+            )
             for i in range(len(images))
         ]

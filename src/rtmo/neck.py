@@ -59,7 +59,9 @@ class CSPRepLayer(nn.Module):
         self.conv2 = ConvModule(in_channels, hidden, 1, bn=DEFAULT_BN, act="silu")
         self.bottlenecks = nn.Sequential(*(RepVGGBlock(hidden) for _ in range(num_blocks)))
         # MMPose uses Identity (no keys) when no projection is needed (size large).
-        self.conv3 = ConvModule(hidden, out_channels, 1, bn=DEFAULT_BN, act="silu") if hidden != out_channels else nn.Identity()
+        self.conv3 = (
+            ConvModule(hidden, out_channels, 1, bn=DEFAULT_BN, act="silu") if hidden != out_channels else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))
@@ -119,7 +121,9 @@ class ChannelMapper(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_levels: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(ConvModule(in_channels, out_channels, 1, bn=DEFAULT_BN, act=None) for _ in range(num_levels))
+        self.convs = nn.ModuleList(
+            ConvModule(in_channels, out_channels, 1, bn=DEFAULT_BN, act=None) for _ in range(num_levels)
+        )
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return [conv(f) for conv, f in zip(self.convs, feats)]
@@ -156,9 +160,13 @@ class HybridEncoder(nn.Module):
         def rep_layer() -> CSPRepLayer:
             return CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks=num_blocks, widen_factor=widen_factor)
 
-        self.lateral_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 1, bn=DEFAULT_BN, act="silu") for _ in range(2))
+        self.lateral_convs = nn.ModuleList(
+            ConvModule(hidden_dim, hidden_dim, 1, bn=DEFAULT_BN, act="silu") for _ in range(2)
+        )
         self.fpn_blocks = nn.ModuleList(rep_layer() for _ in range(2))
-        self.downsample_convs = nn.ModuleList(ConvModule(hidden_dim, hidden_dim, 3, stride=2, bn=DEFAULT_BN, act="silu") for _ in range(2))
+        self.downsample_convs = nn.ModuleList(
+            ConvModule(hidden_dim, hidden_dim, 3, stride=2, bn=DEFAULT_BN, act="silu") for _ in range(2)
+        )
         self.pan_blocks = nn.ModuleList(rep_layer() for _ in range(2))
         self.projector = ChannelMapper(hidden_dim, out_channels, num_levels=2)
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from rtmo.errors import CheckpointError, CheckpointIntegrityError, CheckpointUnavailableError
 from rtmo.files import sha256_file
 
-__all__ = ["PRETRAINED_BACKBONES", "ZOO", "ZooEntry", "cache_dir", "checkpoint_sha256", "download", "resolve_checkpoint"]
+__all__ = [
+    "PRETRAINED_BACKBONES",
+    "ZOO",
+    "ZooEntry",
+    "cache_dir",
+    "checkpoint_sha256",
+    "download",
+    "resolve_checkpoint",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,10 +73,14 @@ ZOO: dict[str, ZooEntry] = {
 # YOLOX backbones MMPose's RTMO configs initialise from (``init_cfg`` with prefix ``backbone.``).
 _MMDET = "https://download.openmmlab.com/mmdetection/v2.0/yolox/"
 PRETRAINED_BACKBONES: dict[str, ZooEntry] = {
-    "tiny": ZooEntry(_MMDET + "yolox_tiny_8x8_300e_coco/yolox_tiny_8x8_300e_coco_20211124_171234-b4047906.pth", "b4047906"),
+    "tiny": ZooEntry(
+        _MMDET + "yolox_tiny_8x8_300e_coco/yolox_tiny_8x8_300e_coco_20211124_171234-b4047906.pth", "b4047906"
+    ),
     "small": ZooEntry(_MMDET + "yolox_s_8x8_300e_coco/yolox_s_8x8_300e_coco_20211121_095711-4592a793.pth", "4592a793"),
     # MMPose re-hosts the YOLOX-m weights without a hash in the name: nothing to verify against.
-    "medium": ZooEntry("https://download.openmmlab.com/mmpose/v1/pretrained_models/yolox_m_8x8_300e_coco_20230829.pth", None),
+    "medium": ZooEntry(
+        "https://download.openmmlab.com/mmpose/v1/pretrained_models/yolox_m_8x8_300e_coco_20230829.pth", None
+    ),
     "large": ZooEntry(_MMDET + "yolox_l_8x8_300e_coco/yolox_l_8x8_300e_coco_20211126_140236-d3bd2b23.pth", "d3bd2b23"),
 }
 
@@ -126,7 +138,9 @@ def resolve_checkpoint(source: str | os.PathLike[str]) -> Path:
         return download(ZooEntry(text, _hash_in_name(filename)))
     path = Path(text)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {text!r}: no such file, and not a zoo name (known: {', '.join(sorted(ZOO))}) or URL")
+        raise CheckpointError(
+            f"checkpoint {text!r}: no such file, and not a zoo name (known: {', '.join(sorted(ZOO))}) or URL"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {text!r}: is not a file")
     return path

@@ -38,6 +38,7 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
 """
+
 import argparse
 import importlib
 import json
@@ -60,19 +61,20 @@ def _placeholder_class(qualname):
 
         def __init__(self, *args, **kwargs):
             raise RuntimeError(
-                f'{qualname} is an import placeholder installed by '
-                'run_reference.py (the real one is not installed); RTMO '
-                'must never instantiate it.')
+                f"{qualname} is an import placeholder installed by "
+                "run_reference.py (the real one is not installed); RTMO "
+                "must never instantiate it."
+            )
 
-    _Placeholder.__name__ = qualname.rsplit('.', 1)[-1]
+    _Placeholder.__name__ = qualname.rsplit(".", 1)[-1]
     _Placeholder.__qualname__ = _Placeholder.__name__
-    _Placeholder.__module__ = qualname.rsplit('.', 1)[0]
+    _Placeholder.__module__ = qualname.rsplit(".", 1)[0]
     return _Placeholder
 
 
 def _drop_modules(prefix):
     for name in list(sys.modules):
-        if name == prefix or name.startswith(prefix + '.'):
+        if name == prefix or name.startswith(prefix + "."):
             del sys.modules[name]
 
 
@@ -83,32 +85,32 @@ def install_placeholders():
     #    MultiScaleDeformableAttention unconditionally; DEKR/PoseWarper
     #    import the deformable convs.
     try:
-        importlib.import_module('mmcv.ops')
+        importlib.import_module("mmcv.ops")
     except Exception:  # ImportError / ModuleNotFoundError: mmcv._ext
-        _drop_modules('mmcv.ops')
+        _drop_modules("mmcv.ops")
         import mmcv
-        ops = types.ModuleType('mmcv.ops')
-        ops.__doc__ = 'run_reference.py placeholder for mmcv.ops'
-        for n in ('MultiScaleDeformableAttention', 'DeformConv2d',
-                  'ModulatedDeformConv2d'):
-            setattr(ops, n, _placeholder_class(f'mmcv.ops.{n}'))
-        sys.modules['mmcv.ops'] = ops
+
+        ops = types.ModuleType("mmcv.ops")
+        ops.__doc__ = "run_reference.py placeholder for mmcv.ops"
+        for n in ("MultiScaleDeformableAttention", "DeformConv2d", "ModulatedDeformConv2d"):
+            setattr(ops, n, _placeholder_class(f"mmcv.ops.{n}"))
+        sys.modules["mmcv.ops"] = ops
         mmcv.ops = ops
-        PLACEHOLDERS_INSTALLED.append('mmcv.ops')
+        PLACEHOLDERS_INSTALLED.append("mmcv.ops")
     # 2. torchvision.transforms.ToPILImage (mmpose/visualization/simcc_vis.py)
     try:
         from torchvision.transforms import ToPILImage  # noqa: F401
     except Exception:
-        _drop_modules('torchvision')
-        tv = types.ModuleType('torchvision')
-        tv.__doc__ = 'run_reference.py placeholder for torchvision'
+        _drop_modules("torchvision")
+        tv = types.ModuleType("torchvision")
+        tv.__doc__ = "run_reference.py placeholder for torchvision"
         tv.__path__ = []  # make it a package
-        tr = types.ModuleType('torchvision.transforms')
-        tr.ToPILImage = _placeholder_class('torchvision.transforms.ToPILImage')
+        tr = types.ModuleType("torchvision.transforms")
+        tr.ToPILImage = _placeholder_class("torchvision.transforms.ToPILImage")
         tv.transforms = tr
-        sys.modules['torchvision'] = tv
-        sys.modules['torchvision.transforms'] = tr
-        PLACEHOLDERS_INSTALLED.append('torchvision.transforms')
+        sys.modules["torchvision"] = tv
+        sys.modules["torchvision.transforms"] = tr
+        PLACEHOLDERS_INSTALLED.append("torchvision.transforms")
 
 
 install_placeholders()
@@ -122,16 +124,16 @@ from mmpose.apis import inference_bottomup, init_model  # noqa: E402
 # Configs shipped in the wheel
 # --------------------------------------------------------------------------
 CONFIG_NAMES = {
-    ('coco', 's'): 'coco/rtmo-s_8xb32-600e_coco-640x640.py',
-    ('coco', 'm'): 'coco/rtmo-m_16xb16-600e_coco-640x640.py',
-    ('coco', 'l'): 'coco/rtmo-l_16xb16-600e_coco-640x640.py',
-    ('body7', 't'): 'body7/rtmo-t_8xb32-600e_body7-416x416.py',
-    ('body7', 's'): 'body7/rtmo-s_8xb32-600e_body7-640x640.py',
-    ('body7', 'm'): 'body7/rtmo-m_16xb16-600e_body7-640x640.py',
-    ('body7', 'l'): 'body7/rtmo-l_16xb16-600e_body7-640x640.py',
-    ('crowdpose', 's'): 'crowdpose/rtmo-s_8xb32-700e_crowdpose-640x640.py',
-    ('crowdpose', 'm'): 'crowdpose/rtmo-m_16xb16-700e_crowdpose-640x640.py',
-    ('crowdpose', 'l'): 'crowdpose/rtmo-l_16xb16-700e_crowdpose-640x640.py',
+    ("coco", "s"): "coco/rtmo-s_8xb32-600e_coco-640x640.py",
+    ("coco", "m"): "coco/rtmo-m_16xb16-600e_coco-640x640.py",
+    ("coco", "l"): "coco/rtmo-l_16xb16-600e_coco-640x640.py",
+    ("body7", "t"): "body7/rtmo-t_8xb32-600e_body7-416x416.py",
+    ("body7", "s"): "body7/rtmo-s_8xb32-600e_body7-640x640.py",
+    ("body7", "m"): "body7/rtmo-m_16xb16-600e_body7-640x640.py",
+    ("body7", "l"): "body7/rtmo-l_16xb16-600e_body7-640x640.py",
+    ("crowdpose", "s"): "crowdpose/rtmo-s_8xb32-700e_crowdpose-640x640.py",
+    ("crowdpose", "m"): "crowdpose/rtmo-m_16xb16-700e_crowdpose-640x640.py",
+    ("crowdpose", "l"): "crowdpose/rtmo-l_16xb16-700e_crowdpose-640x640.py",
 }
 
 
@@ -142,25 +144,23 @@ def log(*a):
 def config_path(dataset, size):
     key = (dataset, size)
     if key not in CONFIG_NAMES:
-        raise SystemExit(f'no RTMO config for dataset={dataset} size={size}; '
-                         f'available: {sorted(CONFIG_NAMES)}')
-    root = Path(mmpose.__file__).parent / '.mim' / 'configs' / \
-        'body_2d_keypoint' / 'rtmo'
+        raise SystemExit(f"no RTMO config for dataset={dataset} size={size}; available: {sorted(CONFIG_NAMES)}")
+    root = Path(mmpose.__file__).parent / ".mim" / "configs" / "body_2d_keypoint" / "rtmo"
     p = root / CONFIG_NAMES[key]
     if not p.is_file():
-        raise SystemExit(f'config not found in the mmpose wheel: {p}')
+        raise SystemExit(f"config not found in the mmpose wheel: {p}")
     return str(p)
 
 
 def build_model(args, checkpoint=None, score_thr=None, nms_thr=None):
     from mmengine.config import Config
-    cfg = Config.fromfile(getattr(args, 'config', None)
-                          or config_path(args.dataset, args.size))
+
+    cfg = Config.fromfile(getattr(args, "config", None) or config_path(args.dataset, args.size))
     if score_thr is not None:
         cfg.model.test_cfg.score_thr = float(score_thr)
     if nms_thr is not None:
         cfg.model.test_cfg.nms_thr = float(nms_thr)
-    model = init_model(cfg, checkpoint, device='cpu')
+    model = init_model(cfg, checkpoint, device="cpu")
     model.eval()
     return model
 
@@ -169,12 +169,13 @@ def preprocess(model, img_path):
     """Exactly what inference_bottomup + test_step do before the backbone."""
     from mmcv.transforms import Compose
     from mmengine.dataset import pseudo_collate
+
     pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
     data_info = dict(img_path=img_path)
     data_info.update(model.dataset_meta)
     batch = pseudo_collate([pipeline(data_info)])
     data = model.data_preprocessor(batch, False)
-    return data['inputs'], data['data_samples']
+    return data["inputs"], data["data_samples"]
 
 
 def flat(x):
@@ -184,10 +185,8 @@ def flat(x):
 
 def priors_and_strides(head, cls_scores):
     sizes = [c.shape[2:] for c in cls_scores]
-    pri = head.prior_generator.grid_priors(
-        sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device)
-    strides = [torch.full((s.numel(), ), st, dtype=cls_scores[0].dtype)
-               for s, st in zip(sizes, head.featmap_strides)]
+    pri = head.prior_generator.grid_priors(sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device)
+    strides = [torch.full((s.numel(),), st, dtype=cls_scores[0].dtype) for s, st in zip(sizes, head.featmap_strides)]
     return torch.cat(pri), torch.cat(strides)
 
 
@@ -198,11 +197,22 @@ def cmd_check(args):
     import mmcv
     import mmdet
     import mmengine
-    print(json.dumps(dict(
-        ok=True, python=sys.version.split()[0], torch=torch.__version__,
-        numpy=np.__version__, mmpose=mmpose.__version__,
-        mmengine=mmengine.__version__, mmcv=mmcv.__version__,
-        mmdet=mmdet.__version__, placeholders=PLACEHOLDERS_INSTALLED)))
+
+    print(
+        json.dumps(
+            dict(
+                ok=True,
+                python=sys.version.split()[0],
+                torch=torch.__version__,
+                numpy=np.__version__,
+                mmpose=mmpose.__version__,
+                mmengine=mmengine.__version__,
+                mmcv=mmcv.__version__,
+                mmdet=mmdet.__version__,
+                placeholders=PLACEHOLDERS_INSTALLED,
+            )
+        )
+    )
 
 
 def cmd_count_params(args):
@@ -210,18 +220,24 @@ def cmd_count_params(args):
     params = list(model.parameters())
     sd = model.state_dict()
     n = sum(p.numel() for p in params)
-    n_dcc_train = sum(p.numel() for k, p in model.named_parameters()
-                      if '.sigma_fc.' in k or '.out_kpt_reg.' in k)
-    print(json.dumps(dict(
-        dataset=args.dataset, size=args.size,
-        config=os.path.basename(config_path(args.dataset, args.size)),
-        total_params=n, total_params_M=round(n / 1e6, 4),
-        num_parameter_tensors=len(params),
-        num_state_dict_keys=len(sd),
-        num_state_dict_elements=sum(v.numel() for v in sd.values()),
-        training_only_params=n_dcc_train,
-        input_size=list(model.cfg.model.test_cfg.input_size),
-        num_keypoints=int(model.head.num_keypoints))))
+    n_dcc_train = sum(p.numel() for k, p in model.named_parameters() if ".sigma_fc." in k or ".out_kpt_reg." in k)
+    print(
+        json.dumps(
+            dict(
+                dataset=args.dataset,
+                size=args.size,
+                config=os.path.basename(config_path(args.dataset, args.size)),
+                total_params=n,
+                total_params_M=round(n / 1e6, 4),
+                num_parameter_tensors=len(params),
+                num_state_dict_keys=len(sd),
+                num_state_dict_elements=sum(v.numel() for v in sd.values()),
+                training_only_params=n_dcc_train,
+                input_size=list(model.cfg.model.test_cfg.input_size),
+                num_keypoints=int(model.head.num_keypoints),
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------
@@ -237,17 +253,17 @@ def perturb_parameters(model, gen):
     bn_params = {}
     for mname, m in model.named_modules():
         if isinstance(m, BN_TYPES):
-            bn_params[f'{mname}.weight'] = 'w'
-            bn_params[f'{mname}.bias'] = 'b'
+            bn_params[f"{mname}.weight"] = "w"
+            bn_params[f"{mname}.bias"] = "b"
     with torch.no_grad():
         for name, p in model.named_parameters():
             shape = p.shape
-            if bn_params.get(name) == 'w':
+            if bn_params.get(name) == "w":
                 p.copy_(0.5 + torch.rand(shape, generator=gen))
-            elif bn_params.get(name) == 'b':
+            elif bn_params.get(name) == "b":
                 p.copy_(0.2 * torch.randn(shape, generator=gen))
             else:
-                rms = float(p.pow(2).mean().sqrt()) if p.numel() > 0 else 0.
+                rms = float(p.pow(2).mean().sqrt()) if p.numel() > 0 else 0.0
                 if rms == 0.0:
                     rms = 0.05
                 p.mul_(1.0 + 0.2 * torch.randn(shape, generator=gen))
@@ -261,8 +277,7 @@ def bn_layers(module):
 def recalibrate_bn(model, inputs_list, passes=3):
     """Re-estimate BatchNorm running stats of backbone/neck/head convs in train
     mode with a cumulative moving average (momentum=None)."""
-    layers = bn_layers(model.backbone) + bn_layers(model.neck) + \
-        bn_layers(model.head.head_module)
+    layers = bn_layers(model.backbone) + bn_layers(model.neck) + bn_layers(model.head.head_module)
     saved = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()
@@ -312,20 +327,15 @@ def rescale_outputs(model, inputs_list):
             wh = (100.0, 180.0)
         else:
             wh = (160.0, 300.0)
-        mean = [0.0, 0.0, float(np.log(wh[0] / stride)),
-                float(np.log(wh[1] / stride))]
+        mean = [0.0, 0.0, float(np.log(wh[0] / stride)), float(np.log(wh[1] / stride))]
         std = [0.1, 0.1, 0.12, 0.12]
-        affine_rescale_conv(hm.out_bbox[lvl], [o[1][lvl] for o in outs], mean,
-                            std)
+        affine_rescale_conv(hm.out_bbox[lvl], [o[1][lvl] for o in outs], mean, std)
         # keypoint visibility logits: spread over (0, 1) after sigmoid.
-        affine_rescale_conv(hm.out_kpt_vis[lvl], [o[2][lvl] for o in outs],
-                            0.0, 1.5)
+        affine_rescale_conv(hm.out_kpt_vis[lvl], [o[2][lvl] for o in outs], 0.0, 1.5)
         # class logits: unit spread; the level bias is set later.
-        affine_rescale_conv(hm.out_cls[lvl], [o[0][lvl] for o in outs], 0.0,
-                            1.0)
+        affine_rescale_conv(hm.out_cls[lvl], [o[0][lvl] for o in outs], 0.0, 1.0)
         # pose vectors: unit spread (they feed Linear + BN1d anyway).
-        affine_rescale_conv(hm.out_pose[lvl], [o[3][lvl] for o in outs], 0.0,
-                            1.0)
+        affine_rescale_conv(hm.out_pose[lvl], [o[3][lvl] for o in outs], 0.0, 1.0)
 
 
 def dense_decode(model, x):
@@ -335,10 +345,15 @@ def dense_decode(model, x):
     pri, strd = priors_and_strides(head, cls)
     logits = flat(cls)[0, :, 0]
     boxes = head.decode_bbox(flat(bbox), pri, strd)[0]
-    return dict(logits=logits, boxes=boxes, priors=pri, strides=strd,
-                pose=flat(pose)[0], vis=flat(vis)[0],
-                level=torch.cat([torch.full((c.shape[2] * c.shape[3], ), i)
-                                 for i, c in enumerate(cls)]))
+    return dict(
+        logits=logits,
+        boxes=boxes,
+        priors=pri,
+        strides=strd,
+        pose=flat(pose)[0],
+        vis=flat(vis)[0],
+        level=torch.cat([torch.full((c.shape[2] * c.shape[3],), i) for i, c in enumerate(cls)]),
+    )
 
 
 def calibrate_dcc(model, inputs_list, target_hm_std=3.0):
@@ -355,24 +370,23 @@ def calibrate_dcc(model, inputs_list, target_hm_std=3.0):
     with torch.no_grad():
         for _ in range(3):
             for d in dd:
-                dcc.pose_to_kpts(d['pose'])
+                dcc.pose_to_kpts(d["pose"])
     bn.momentum = mom
     dcc.eval()
     # heatmap logit spread on plausible boxes (top anchors by score)
     from mmpose.structures.bbox import bbox_xyxy2cs
+
     x_std, y_std = [], []
     with torch.no_grad():
         for d in dd:
-            idx = d['logits'].argsort(descending=True)[:64]
-            bbox_cs = torch.cat(
-                bbox_xyxy2cs(d['boxes'][idx], model.head.bbox_padding), dim=1)
-            xe, ye = dcc._get_bin_enc(bbox_cs, d['priors'][idx])
-            xh, yh = dcc._pose_feats_to_heatmaps(d['pose'][idx], xe, ye)
+            idx = d["logits"].argsort(descending=True)[:64]
+            bbox_cs = torch.cat(bbox_xyxy2cs(d["boxes"][idx], model.head.bbox_padding), dim=1)
+            xe, ye = dcc._get_bin_enc(bbox_cs, d["priors"][idx])
+            xh, yh = dcc._pose_feats_to_heatmaps(d["pose"][idx], xe, ye)
             x_std.append(xh.std(-1).mean())
             y_std.append(yh.std(-1).mean())
     with torch.no_grad():
-        for fc, s in ((dcc.x_fc, torch.stack(x_std).mean()),
-                      (dcc.y_fc, torch.stack(y_std).mean())):
+        for fc, s in ((dcc.x_fc, torch.stack(x_std).mean()), (dcc.y_fc, torch.stack(y_std).mean())):
             f = target_hm_std / float(s)
             fc.weight.mul_(f)
             fc.bias.mul_(f)
@@ -380,6 +394,7 @@ def calibrate_dcc(model, inputs_list, target_hm_std=3.0):
 
 def nms_keep(boxes, scores, thr):
     from mmpose.evaluation.functional import nms_torch
+
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long)
     return nms_torch(boxes, scores, thr)
@@ -388,8 +403,9 @@ def nms_keep(boxes, scores, thr):
 def iou_margin(boxes, thr):
     """Smallest |IoU - thr| over all pairs (parity safety margin)."""
     from mmpose.structures.bbox import bbox_overlaps
+
     if boxes.shape[0] < 2:
-        return float('inf')
+        return float("inf")
     ious = bbox_overlaps(boxes, boxes)
     iu = torch.triu_indices(len(boxes), len(boxes), 1)
     return float((ious[iu[0], iu[1]] - thr).abs().min())
@@ -404,24 +420,24 @@ def evaluate_selection(d, logits, logit_thr, nms_thr, cache=None):
     if cache is not None and ck in cache:
         r = dict(cache[ck])
     else:
-        boxes, lg = d['boxes'][idx], logits[idx]
+        boxes, lg = d["boxes"][idx], logits[idx]
         keep = nms_keep(boxes, lg.sigmoid(), nms_thr)
-        lv = d['level'][idx][keep]
-        nlev = int(d['level'].max()) + 1
+        lv = d["level"][idx][keep]
+        nlev = int(d["level"].max()) + 1
         r = dict(
-            num_above_thr=len(idx), num_after_nms=int(len(keep)),
-            per_level=[int((d['level'][idx] == i).sum())
-                       for i in range(nlev)],
+            num_above_thr=len(idx),
+            num_after_nms=int(len(keep)),
+            per_level=[int((d["level"][idx] == i).sum()) for i in range(nlev)],
             kept_per_level=[int((lv == i).sum()) for i in range(nlev)],
-            iou_margin=iou_margin(boxes, nms_thr))
+            iou_margin=iou_margin(boxes, nms_thr),
+        )
         if cache is not None:
             cache[ck] = dict(r)
     # distance of every logit from the threshold, and between consecutive
     # selected logits (sort order / NMS order must not hinge on rounding)
     srt = logits[idx].sort(descending=True)[0]
-    gap = float((srt[:-1] - srt[1:]).min()) if len(srt) > 1 else float('inf')
-    r.update(thr_margin=thr_margin, logit_margin=min(thr_margin, gap),
-             order_margin=gap)
+    gap = float((srt[:-1] - srt[1:]).min()) if len(srt) > 1 else float("inf")
+    r.update(thr_margin=thr_margin, logit_margin=min(thr_margin, gap), order_margin=gap)
     return r
 
 
@@ -436,10 +452,10 @@ def search_shift(dd, logits_list, score_thr, nms_thr, max_k=40):
     instances."""
     logit_thr = float(np.log(score_thr / (1 - score_thr)))
     d0, lg0 = dd[0], logits_list[0]
-    nlev = int(d0['level'].max()) + 1
+    nlev = int(d0["level"].max()) + 1
     cands = []
     for lvl in range(nlev):
-        lg = lg0[d0['level'] == lvl].sort(descending=True)[0]
+        lg = lg0[d0["level"] == lvl].sort(descending=True)[0]
         c = [(0, float(logit_thr - lg[0] - 0.5))]  # nothing from this level
         for k in range(1, min(max_k, len(lg) - 1) + 1):
             mid = 0.5 * (lg[k - 1] + lg[k])
@@ -448,44 +464,44 @@ def search_shift(dd, logits_list, score_thr, nms_thr, max_k=40):
     best = None
     caches = [dict() for _ in dd]
     import itertools
+
     for combo in itertools.product(*cands):
         if not 10 <= sum(k for k, _ in combo) <= 40:
             continue
         shifts = torch.tensor([sh for _, sh in combo])
         r = []
         for i, (d, lg) in enumerate(zip(dd, logits_list)):
-            x = evaluate_selection(d, lg + shifts[d['level']], logit_thr,
-                                   nms_thr, caches[i])
+            x = evaluate_selection(d, lg + shifts[d["level"]], logit_thr, nms_thr, caches[i])
             r.append(x)
             if i == 0:
-                ok = (x['num_after_nms'] >= 3
-                      and x['num_after_nms'] < x['num_above_thr'])
+                ok = x["num_after_nms"] >= 3 and x["num_after_nms"] < x["num_above_thr"]
             else:
-                ok = 3 <= x['num_after_nms'] and x['num_above_thr'] <= 60
+                ok = 3 <= x["num_after_nms"] and x["num_above_thr"] <= 60
             if not ok:
                 break
         if not ok:
             continue
         first = r[0]
-        supp = first['num_above_thr'] - first['num_after_nms']
-        thr_m = min(x['thr_margin'] for x in r)
-        om = min(x['order_margin'] for x in r)
-        im = min(x['iou_margin'] for x in r)
-        key = (thr_m >= 0.02 and om >= 1e-3 and im >= 2e-3,
-               # every level (stride) has a kept instance on some image
-               min(np.sum([x['kept_per_level'] for x in r], 0)) >= 1,
-               all(min(x['kept_per_level']) >= 1 for x in r),
-               min(supp, 5),
-               min(min(x['num_after_nms'] for x in r), 5),
-               -max(x['num_after_nms'] for x in r),
-               min(thr_m, 0.1) + min(om, 0.01) + min(im, 0.02))
+        supp = first["num_above_thr"] - first["num_after_nms"]
+        thr_m = min(x["thr_margin"] for x in r)
+        om = min(x["order_margin"] for x in r)
+        im = min(x["iou_margin"] for x in r)
+        key = (
+            thr_m >= 0.02 and om >= 1e-3 and im >= 2e-3,
+            # every level (stride) has a kept instance on some image
+            min(np.sum([x["kept_per_level"] for x in r], 0)) >= 1,
+            all(min(x["kept_per_level"]) >= 1 for x in r),
+            min(supp, 5),
+            min(min(x["num_after_nms"] for x in r), 5),
+            -max(x["num_after_nms"] for x in r),
+            min(thr_m, 0.1) + min(om, 0.01) + min(im, 0.02),
+        )
         if best is None or key > best[0]:
             best = (key, shifts, r)
     return best
 
 
-def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen,
-                     num_candidates=8):
+def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen, num_candidates=8):
     """Set out_cls (per level, 1x1 conv C->1). Candidate 0 keeps the
     perturbed weights; candidates 1.. are seeded random directions. Each
     candidate is standardised per level (mean 0 / std 1 over all calibration
@@ -505,14 +521,13 @@ def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen,
                 cf = feats[lvl].split(feats[lvl].size(1) // 2, 1)[0]
                 per.append(hm.conv_cls[lvl](cf)[0].permute(1, 2, 0).double())
             cls_maps.append(per)
-    cls_feats = [[f.reshape(-1, f.shape[-1]).float() for f in per]
-                 for per in cls_maps]
+    cls_feats = [[f.reshape(-1, f.shape[-1]).float() for f in per] for per in cls_maps]
     content_boxes = []  # image area in network-input pixels (x0, y0, x1, y1)
     for meta in metas:
-        c = np.asarray(meta['input_center'], np.float64)
-        sc = np.asarray(meta['input_scale'], np.float64)
-        isz = np.asarray(meta['input_size'], np.float64)
-        h, w = meta['ori_shape'][:2]
+        c = np.asarray(meta["input_center"], np.float64)
+        sc = np.asarray(meta["input_scale"], np.float64)
+        isz = np.asarray(meta["input_size"], np.float64)
+        h, w = meta["ori_shape"][:2]
         lo = (np.zeros(2) - c + 0.5 * sc) * isz / sc
         hi = (np.array([w, h], np.float64) - c + 0.5 * sc) * isz / sc
         content_boxes.append((lo[0], lo[1], hi[0], hi[1]))
@@ -523,8 +538,8 @@ def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen,
     # scattered (NMS never acts, one image dominates); blob-fitted ones
     # give clusters of overlapping anchors on every image, like a trained
     # detector. Candidate 0 keeps the perturbed weights.
-    priors = dd[0]['priors']
-    level = dd[0]['level']
+    priors = dd[0]["priors"]
+    level = dd[0]["level"]
     cdim = cls_feats[0][0].shape[1]
     best = None
     for j in range(num_candidates):
@@ -542,8 +557,8 @@ def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen,
                     u = torch.rand(nblob, 2, generator=gen).double()
                     cx = x0 + (0.15 + 0.7 * u[:, 0]) * (x1 - x0)
                     cy = y0 + (0.15 + 0.7 * u[:, 1]) * (y1 - y0)
-                    d2 = (pts[:, None, 0] - cx)**2 + (pts[:, None, 1] - cy)**2
-                    t = torch.exp(-d2 / (2 * (1.2 * stride)**2)).sum(1)
+                    d2 = (pts[:, None, 0] - cx) ** 2 + (pts[:, None, 1] - cy) ** 2
+                    t = torch.exp(-d2 / (2 * (1.2 * stride) ** 2)).sum(1)
                     fs.append(f[lvl].double())
                     ts.append(t)
                 F = torch.cat(fs)
@@ -551,31 +566,26 @@ def choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen,
                 Fm = F.mean(0)
                 Fc = F - Fm
                 A = Fc.t() @ Fc
-                A += RIDGE * A.diagonal().mean() * torch.eye(cdim,
-                                                            dtype=A.dtype)
+                A += RIDGE * A.diagonal().mean() * torch.eye(cdim, dtype=A.dtype)
                 w = torch.linalg.solve(A, Fc.t() @ (t - t.mean())).float()
             allv = torch.cat([f[lvl] @ w for f in cls_feats])
             m, sd = allv.mean(), allv.std()
             ws.append(w / sd)
             bs.append(-m / sd)
-        logits_list = [torch.cat([f[lvl] @ ws[lvl] + bs[lvl]
-                                  for lvl in range(nlev)]) for f in cls_feats]
+        logits_list = [torch.cat([f[lvl] @ ws[lvl] + bs[lvl] for lvl in range(nlev)]) for f in cls_feats]
         found = search_shift(dd, logits_list, score_thr, nms_thr)
-        log(f'make-checkpoint: cls candidate {j}: '
-            + ('infeasible' if found is None else f'key={found[0]}'))
+        log(f"make-checkpoint: cls candidate {j}: " + ("infeasible" if found is None else f"key={found[0]}"))
         if found is not None and (best is None or found[0] > best[0]):
             best = (found[0], j, ws, bs, found[1], found[2])
     if best is None:
-        raise SystemExit('make-checkpoint: no out_cls setting satisfies the '
-                         'instance-count targets; try another --seed')
+        raise SystemExit("make-checkpoint: no out_cls setting satisfies the instance-count targets; try another --seed")
     key, j, ws, bs, shifts, report = best
     with torch.no_grad():
         for lvl in range(nlev):
             conv = hm.out_cls[lvl]
             conv.weight.copy_(ws[lvl].view_as(conv.weight))
             conv.bias.fill_(float(bs[lvl] + shifts[lvl]))
-    return report, dict(candidate=j, key=key,
-                        cls_bias=[float(c.bias) for c in hm.out_cls])
+    return report, dict(candidate=j, key=key, cls_bias=[float(c.bias) for c in hm.out_cls])
 
 
 def dataset_meta_for(model):
@@ -585,22 +595,23 @@ def dataset_meta_for(model):
 def make_meta(model, cfg_path, args):
     import mmengine
     from mmengine.config import Config
+
     cfg = Config.fromfile(cfg_path)
-    epochs = int(cfg.get('train_cfg', {}).get('max_epochs', 600))
+    epochs = int(cfg.get("train_cfg", {}).get("max_epochs", 600))
     return dict(
         epoch=epochs,
         iter=epochs * 1000,
         cfg=cfg.pretty_text,
         seed=int(args.seed),
-        experiment_name=f'rtmo-{args.size}_{args.dataset}_random_reference',
-        time=time.strftime('%Y%m%d_%H%M%S', time.gmtime(0)),
+        experiment_name=f"rtmo-{args.size}_{args.dataset}_random_reference",
+        time=time.strftime("%Y%m%d_%H%M%S", time.gmtime(0)),
         mmengine_version=mmengine.__version__,
         mmpose_version=mmpose.__version__,
         # numpy arrays / lists exactly as parse_pose_metainfo builds them
         dataset_meta=dataset_meta_for(model),
-        reference_note=('random weights made meaningful by '
-                        'tests/mmpose_ref/run_reference.py make-checkpoint; '
-                        'not a trained model'),
+        reference_note=(
+            "random weights made meaningful by tests/mmpose_ref/run_reference.py make-checkpoint; not a trained model"
+        ),
     )
 
 
@@ -611,8 +622,8 @@ def cmd_make_checkpoint(args):
     np.random.seed(args.seed)
     cfg_path = config_path(args.dataset, args.size)
     model = build_model(args)
-    score_thr = float(model.test_cfg.get('score_thr', 0.1))
-    nms_thr = float(model.test_cfg.get('nms_thr', 0.65))
+    score_thr = float(model.test_cfg.get("score_thr", 0.1))
+    nms_thr = float(model.test_cfg.get("nms_thr", 0.65))
     gen = torch.Generator().manual_seed(int(args.seed))
     perturb_parameters(model, gen)
     pre = [preprocess(model, p) for p in args.calib_image]
@@ -621,41 +632,47 @@ def cmd_make_checkpoint(args):
     nbn = recalibrate_bn(model, inputs_list, passes=args.bn_passes)
     rescale_outputs(model, inputs_list)
     calibrate_dcc(model, inputs_list, target_hm_std=args.dcc_heatmap_std)
-    report, info = choose_cls_layer(model, inputs_list, metas, score_thr,
-                                    nms_thr, gen, args.cls_candidates)
+    report, info = choose_cls_layer(model, inputs_list, metas, score_thr, nms_thr, gen, args.cls_candidates)
     # verify with MMPose's own pipeline
     counts = []
     for p in args.calib_image:
         r = inference_bottomup(model, p)[0].pred_instances
         counts.append(int(len(r.bboxes)))
     for r, c in zip(report, counts):
-        if r['num_after_nms'] != c:
-            raise SystemExit(f'make-checkpoint: internal count {r} != '
-                             f'inference_bottomup count {c}')
-    ckpt = dict(meta=make_meta(model, cfg_path, args),
-                state_dict=model.state_dict())
+        if r["num_after_nms"] != c:
+            raise SystemExit(f"make-checkpoint: internal count {r} != inference_bottomup count {c}")
+    ckpt = dict(meta=make_meta(model, cfg_path, args), state_dict=model.state_dict())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.format == 'legacy':
+    if args.format == "legacy":
         # what mmpose tools/misc/publish_model.py writes for zoo files
         torch.save(ckpt, out, _use_new_zipfile_serialization=False)
     else:
         torch.save(ckpt, out)
-    print(json.dumps(dict(
-        out=str(out), dataset=args.dataset, size=args.size, seed=args.seed,
-        format=args.format, num_bn_recalibrated=nbn,
-        cls_candidate=info['candidate'],
-        cls_bias=[round(b, 6) for b in info['cls_bias']],
-        margins_ok=bool(info['key'][0]),
-        calib_images=[os.path.basename(p) for p in args.calib_image],
-        num_above_thr=[r['num_above_thr'] for r in report],
-        num_above_thr_per_level=[r['per_level'] for r in report],
-        num_after_nms_per_level=[r['kept_per_level'] for r in report],
-        num_after_nms=[r['num_after_nms'] for r in report],
-        min_thr_logit_margin=round(min(r['thr_margin'] for r in report), 6),
-        min_order_logit_gap=round(min(r['order_margin'] for r in report), 6),
-        min_iou_margin=round(min(r['iou_margin'] for r in report), 6),
-        num_state_dict_keys=len(ckpt['state_dict']))))
+    print(
+        json.dumps(
+            dict(
+                out=str(out),
+                dataset=args.dataset,
+                size=args.size,
+                seed=args.seed,
+                format=args.format,
+                num_bn_recalibrated=nbn,
+                cls_candidate=info["candidate"],
+                cls_bias=[round(b, 6) for b in info["cls_bias"]],
+                margins_ok=bool(info["key"][0]),
+                calib_images=[os.path.basename(p) for p in args.calib_image],
+                num_above_thr=[r["num_above_thr"] for r in report],
+                num_above_thr_per_level=[r["per_level"] for r in report],
+                num_after_nms_per_level=[r["kept_per_level"] for r in report],
+                num_after_nms=[r["num_after_nms"] for r in report],
+                min_thr_logit_margin=round(min(r["thr_margin"] for r in report), 6),
+                min_order_logit_gap=round(min(r["order_margin"] for r in report), 6),
+                min_iou_margin=round(min(r["iou_margin"] for r in report), 6),
+                num_state_dict_keys=len(ckpt["state_dict"]),
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------
@@ -676,10 +693,12 @@ class Capture:
 
     def _post(self, module, args, output):
         cls, bbox, _, vis, pose = output
-        self.head = dict(cls=[t.detach().clone() for t in cls],
-                         bbox=[t.detach().clone() for t in bbox],
-                         vis=[t.detach().clone() for t in vis],
-                         pose=[t.detach().clone() for t in pose])
+        self.head = dict(
+            cls=[t.detach().clone() for t in cls],
+            bbox=[t.detach().clone() for t in bbox],
+            vis=[t.detach().clone() for t in vis],
+            pose=[t.detach().clone() for t in pose],
+        )
 
     def remove(self):
         self.h1.remove()
@@ -693,7 +712,7 @@ def _np(x, dtype=np.float32):
 
 
 def cmd_predict(args):
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     torch.set_num_threads(max(1, int(args.threads)))
     model = build_model(args, args.checkpoint, args.score_thr, args.nms_thr)
     out = {}
@@ -708,69 +727,68 @@ def cmd_predict(args):
             # independent recomputation of the raw head outputs on the same
             # preprocessed input (backbone -> neck -> head.forward, eval mode)
             cls, bbox, vis, pose = head_outputs(model, x)
-            for name, a, b in (('cls', cls, cap.head['cls']),
-                               ('bbox', bbox, cap.head['bbox']),
-                               ('vis', vis, cap.head['vis']),
-                               ('pose', pose, cap.head['pose'])):
+            for name, a, b in (
+                ("cls", cls, cap.head["cls"]),
+                ("bbox", bbox, cap.head["bbox"]),
+                ("vis", vis, cap.head["vis"]),
+                ("pose", pose, cap.head["pose"]),
+            ):
                 for lvl, (ta, tb) in enumerate(zip(a, b)):
                     if not torch.equal(ta, tb):
-                        raise SystemExit(f'{img}: {name}_{lvl} differs between '
-                                         'hook and direct forward')
-            p = f'img{i}_'
-            out[p + 'input'] = _np(x)
+                        raise SystemExit(f"{img}: {name}_{lvl} differs between hook and direct forward")
+            p = f"img{i}_"
+            out[p + "input"] = _np(x)
             for lvl in range(len(cls)):
-                out[p + f'cls_{lvl}'] = _np(cls[lvl])
-                out[p + f'bbox_{lvl}'] = _np(bbox[lvl])
-                out[p + f'vis_{lvl}'] = _np(vis[lvl])
-                out[p + f'pose_{lvl}'] = _np(pose[lvl])
+                out[p + f"cls_{lvl}"] = _np(cls[lvl])
+                out[p + f"bbox_{lvl}"] = _np(bbox[lvl])
+                out[p + f"vis_{lvl}"] = _np(vis[lvl])
+                out[p + f"pose_{lvl}"] = _np(pose[lvl])
             k = int(model.head.num_keypoints)
             # final predictions keep MMPose's own dtypes: bboxes/keypoints are
             # float64 (the numpy rescale in add_pred_to_datasample promotes),
             # scores float32
-            out[p + 'bboxes'] = np.asarray(pi.bboxes).reshape(-1, 4)
-            out[p + 'bbox_scores'] = np.asarray(pi.bbox_scores).reshape(-1)
-            out[p + 'keypoints'] = np.asarray(pi.keypoints).reshape(-1, k, 2)
-            out[p + 'keypoint_scores'] = np.asarray(
-                pi.keypoint_scores).reshape(-1, k)
-            out[p + 'input_center'] = _np(meta['input_center'])
-            out[p + 'input_scale'] = _np(meta['input_scale'])
-            out[p + 'input_size'] = _np(meta['input_size'])
-            out[p + 'ori_shape'] = np.asarray(meta['ori_shape'], np.int64)
-            out[p + 'img_path'] = np.asarray(os.path.abspath(img))
+            out[p + "bboxes"] = np.asarray(pi.bboxes).reshape(-1, 4)
+            out[p + "bbox_scores"] = np.asarray(pi.bbox_scores).reshape(-1)
+            out[p + "keypoints"] = np.asarray(pi.keypoints).reshape(-1, k, 2)
+            out[p + "keypoint_scores"] = np.asarray(pi.keypoint_scores).reshape(-1, k)
+            out[p + "input_center"] = _np(meta["input_center"])
+            out[p + "input_scale"] = _np(meta["input_scale"])
+            out[p + "input_size"] = _np(meta["input_size"])
+            out[p + "ori_shape"] = np.asarray(meta["ori_shape"], np.int64)
+            out[p + "img_path"] = np.asarray(os.path.abspath(img))
             # how well-conditioned this image is for a parity comparison
             d = dense_decode(model, x)
-            st = float(model.test_cfg['score_thr'])
-            ev = evaluate_selection(d, d['logits'], float(np.log(st / (1 - st))),
-                                    float(model.test_cfg['nms_thr']))
-            if ev['num_after_nms'] != len(pi.bboxes):
-                raise SystemExit(f'{img}: internal NMS count '
-                                 f'{ev["num_after_nms"]} != MMPose '
-                                 f'{len(pi.bboxes)}')
-            summary.append(dict(
-                image=os.path.basename(img),
-                ori_shape=list(meta['ori_shape']),
-                input_shape=list(x.shape),
-                num_above_thr=ev['num_above_thr'],
-                num_instances=int(len(pi.bboxes)),
-                num_instances_per_level=ev['kept_per_level'],
-                # min |logit - logit(score_thr)| over all anchors
-                min_thr_logit_margin=round(ev['thr_margin'], 6),
-                # min gap between consecutive sorted logits above threshold
-                min_order_logit_gap=round(ev['order_margin'], 6),
-                # min |IoU - nms_thr| over pairs of boxes above threshold
-                min_iou_margin=round(ev['iou_margin'], 6)))
+            st = float(model.test_cfg["score_thr"])
+            ev = evaluate_selection(d, d["logits"], float(np.log(st / (1 - st))), float(model.test_cfg["nms_thr"]))
+            if ev["num_after_nms"] != len(pi.bboxes):
+                raise SystemExit(f"{img}: internal NMS count {ev['num_after_nms']} != MMPose {len(pi.bboxes)}")
+            summary.append(
+                dict(
+                    image=os.path.basename(img),
+                    ori_shape=list(meta["ori_shape"]),
+                    input_shape=list(x.shape),
+                    num_above_thr=ev["num_above_thr"],
+                    num_instances=int(len(pi.bboxes)),
+                    num_instances_per_level=ev["kept_per_level"],
+                    # min |logit - logit(score_thr)| over all anchors
+                    min_thr_logit_margin=round(ev["thr_margin"], 6),
+                    # min gap between consecutive sorted logits above threshold
+                    min_order_logit_gap=round(ev["order_margin"], 6),
+                    # min |IoU - nms_thr| over pairs of boxes above threshold
+                    min_iou_margin=round(ev["iou_margin"], 6),
+                )
+            )
     finally:
         cap.remove()
     if args.float64:
         out.update(predict_float64(model, args.images))
-    out['num_images'] = np.asarray(len(args.images), np.int64)
-    out['strides'] = np.asarray(model.head.featmap_strides, np.int64)
-    out['score_thr'] = np.asarray(model.test_cfg['score_thr'], np.float64)
-    out['nms_thr'] = np.asarray(model.test_cfg['nms_thr'], np.float64)
+    out["num_images"] = np.asarray(len(args.images), np.int64)
+    out["strides"] = np.asarray(model.head.featmap_strides, np.int64)
+    out["score_thr"] = np.asarray(model.test_cfg["score_thr"], np.float64)
+    out["nms_thr"] = np.asarray(model.test_cfg["nms_thr"], np.float64)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **out)
-    print(json.dumps(dict(out=args.out, dataset=args.dataset, size=args.size,
-                          images=summary)))
+    print(json.dumps(dict(out=args.out, dataset=args.dataset, size=args.size, images=summary)))
 
 
 def predict_float64(model, images):
@@ -779,19 +797,17 @@ def predict_float64(model, images):
     a pre-hook on the backbone widens it): MMPose's own arithmetic with far
     less rounding, the yardstick for both float32 implementations."""
     model.double()
-    hook = model.backbone.register_forward_pre_hook(
-        lambda module, args: (args[0].double(), ) + tuple(args[1:]))
+    hook = model.backbone.register_forward_pre_hook(lambda module, args: (args[0].double(),) + tuple(args[1:]))
     out = {}
     try:
         for i, img in enumerate(images):
             pi = inference_bottomup(model, img)[0].pred_instances
             k = int(model.head.num_keypoints)
-            p = f'img{i}_f64_'
-            out[p + 'bboxes'] = np.asarray(pi.bboxes, np.float64).reshape(-1, 4)
-            out[p + 'bbox_scores'] = np.asarray(pi.bbox_scores, np.float64).reshape(-1)
-            out[p + 'keypoints'] = np.asarray(pi.keypoints, np.float64).reshape(-1, k, 2)
-            out[p + 'keypoint_scores'] = np.asarray(
-                pi.keypoint_scores, np.float64).reshape(-1, k)
+            p = f"img{i}_f64_"
+            out[p + "bboxes"] = np.asarray(pi.bboxes, np.float64).reshape(-1, 4)
+            out[p + "bbox_scores"] = np.asarray(pi.bbox_scores, np.float64).reshape(-1)
+            out[p + "keypoints"] = np.asarray(pi.keypoints, np.float64).reshape(-1, k, 2)
+            out[p + "keypoint_scores"] = np.asarray(pi.keypoint_scores, np.float64).reshape(-1, k)
     finally:
         hook.remove()
         model.float()
@@ -802,7 +818,7 @@ def predict_float64(model, images):
 # bench
 # --------------------------------------------------------------------------
 def cmd_bench(args):
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     torch.set_num_threads(max(1, int(args.threads)))
     model = build_model(args, args.checkpoint)
     n = 0
@@ -814,16 +830,24 @@ def cmd_bench(args):
         inference_bottomup(model, args.image)
         times.append(time.perf_counter() - t0)
     tot = sum(times)
-    print(json.dumps(dict(
-        dataset=args.dataset, size=args.size,
-        checkpoint=args.checkpoint, image=os.path.basename(args.image),
-        threads=torch.get_num_threads(), iters=args.iters,
-        warmup=args.warmup, num_instances=n,
-        images_per_s=round(args.iters / tot, 4),
-        mean_ms=round(1000 * tot / args.iters, 3),
-        median_ms=round(1000 * float(np.median(times)), 3),
-        what='mmpose.apis.inference_bottomup end to end (image decode, '
-             'pipeline, forward, decode, rescale)')))
+    print(
+        json.dumps(
+            dict(
+                dataset=args.dataset,
+                size=args.size,
+                checkpoint=args.checkpoint,
+                image=os.path.basename(args.image),
+                threads=torch.get_num_threads(),
+                iters=args.iters,
+                warmup=args.warmup,
+                num_instances=n,
+                images_per_s=round(args.iters / tot, 4),
+                mean_ms=round(1000 * tot / args.iters, 3),
+                median_ms=round(1000 * float(np.median(times)), 3),
+                what="mmpose.apis.inference_bottomup end to end (image decode, pipeline, forward, decode, rescale)",
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------
@@ -833,27 +857,31 @@ def _instances_from_results(results, num_keypoints):
     """COCO keypoint results -> per image_id pred_instances as CocoMetric receives them."""
     by_image = {}
     for r in results:
-        kpts = np.asarray(r['keypoints'], np.float32).reshape(num_keypoints, 3)
-        by_image.setdefault(int(r['image_id']), []).append((kpts, float(r['score'])))
+        kpts = np.asarray(r["keypoints"], np.float32).reshape(num_keypoints, 3)
+        by_image.setdefault(int(r["image_id"]), []).append((kpts, float(r["score"])))
     out = {}
     for image_id, people in by_image.items():
         out[image_id] = dict(
             keypoints=np.stack([k[:, :2] for k, _ in people]),
             keypoint_scores=np.stack([k[:, 2] for k, _ in people]),
-            bbox_scores=np.asarray([s for _, s in people], np.float32))
+            bbox_scores=np.asarray([s for _, s in people], np.float32),
+        )
     return out
 
 
 def _instances_from_predict(npz, file_ids):
     out = {}
-    for i in range(int(npz['num_images'])):
-        p = f'img{i}_'
-        name = os.path.basename(str(npz[p + 'img_path']))
+    for i in range(int(npz["num_images"])):
+        p = f"img{i}_"
+        name = os.path.basename(str(npz[p + "img_path"]))
         if name not in file_ids:
             continue
         out[file_ids[name]] = dict(
-            keypoints=npz[p + 'keypoints'], keypoint_scores=npz[p + 'keypoint_scores'],
-            bboxes=npz[p + 'bboxes'], bbox_scores=npz[p + 'bbox_scores'])
+            keypoints=npz[p + "keypoints"],
+            keypoint_scores=npz[p + "keypoint_scores"],
+            bboxes=npz[p + "bboxes"],
+            bbox_scores=npz[p + "bbox_scores"],
+        )
     return out
 
 
@@ -864,30 +892,42 @@ def cmd_coco_metric(args):
     from mmpose.evaluation.metrics import CocoMetric
 
     ann = json.loads(Path(args.annotations).read_text())
-    num_keypoints = len(ann['categories'][0]['keypoints'])
-    crowd = args.iou_type == 'keypoints_crowd'
-    meta = parse_pose_metainfo(dict(from_file='configs/_base_/datasets/' + ('crowdpose.py' if crowd else 'coco.py')))
-    file_ids = {img['file_name']: int(img['id']) for img in ann['images']}
-    if args.predictions.endswith('.npz'):
+    num_keypoints = len(ann["categories"][0]["keypoints"])
+    crowd = args.iou_type == "keypoints_crowd"
+    meta = parse_pose_metainfo(dict(from_file="configs/_base_/datasets/" + ("crowdpose.py" if crowd else "coco.py")))
+    file_ids = {img["file_name"]: int(img["id"]) for img in ann["images"]}
+    if args.predictions.endswith(".npz"):
         instances = _instances_from_predict(np.load(args.predictions), file_ids)
     else:
         instances = _instances_from_results(json.loads(Path(args.predictions).read_text()), num_keypoints)
     with tempfile.TemporaryDirectory() as tmp:
-        metric = CocoMetric(ann_file=args.annotations, score_mode='bbox', nms_mode='none', iou_type=args.iou_type,
-                            use_area=not crowd, outfile_prefix=os.path.join(tmp, 'eval'))
+        metric = CocoMetric(
+            ann_file=args.annotations,
+            score_mode="bbox",
+            nms_mode="none",
+            iou_type=args.iou_type,
+            use_area=not crowd,
+            outfile_prefix=os.path.join(tmp, "eval"),
+        )
         metric.dataset_meta = meta
         ann_ids = {}
-        for a in ann['annotations']:
-            ann_ids.setdefault(int(a['image_id']), []).append(int(a['id']))
+        for a in ann["annotations"]:
+            ann_ids.setdefault(int(a["image_id"]), []).append(int(a["id"]))
         samples = []
         for image_id in file_ids.values():
-            pred = instances.get(image_id, dict(
-                keypoints=np.zeros((0, num_keypoints, 2), np.float32),
-                keypoint_scores=np.zeros((0, num_keypoints), np.float32), bbox_scores=np.zeros((0,), np.float32)))
+            pred = instances.get(
+                image_id,
+                dict(
+                    keypoints=np.zeros((0, num_keypoints, 2), np.float32),
+                    keypoint_scores=np.zeros((0, num_keypoints), np.float32),
+                    bbox_scores=np.zeros((0,), np.float32),
+                ),
+            )
             # bottom-up samples carry the list of their annotation ids (CocoDataset data_mode='bottomup'); a list
             # also tells CocoMetric not to de-duplicate the image's instances by id
-            samples.append(dict(id=ann_ids.get(image_id, []), img_id=image_id, category_id=1, pred_instances=pred,
-                                gt_instances={}))
+            samples.append(
+                dict(id=ann_ids.get(image_id, []), img_id=image_id, category_id=1, pred_instances=pred, gt_instances={})
+            )
         metric.process([], samples)
         stdout = sys.stdout
         sys.stdout = sys.stderr  # the COCO API prints its table; our stdout is one JSON line
@@ -895,73 +935,87 @@ def cmd_coco_metric(args):
             stats = metric.compute_metrics(metric.results)
         finally:
             sys.stdout = stdout
-    print(json.dumps(dict(stats={k: float(v) for k, v in stats.items()},
-                          images=len(file_ids), predicted_images=len(instances))))
+    print(
+        json.dumps(
+            dict(stats={k: float(v) for k, v in stats.items()}, images=len(file_ids), predicted_images=len(instances))
+        )
+    )
 
 
 # --------------------------------------------------------------------------
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    sub = ap.add_subparsers(dest='cmd', required=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
 
     def model_args(p):
-        p.add_argument('--dataset', required=True,
-                       choices=['coco', 'body7', 'crowdpose'])
-        p.add_argument('--size', required=True, choices=['t', 's', 'm', 'l'])
-        p.add_argument('--config', default=None,
-                       help='override the config path (default: the one '
-                       'shipped in the mmpose wheel)')
+        p.add_argument("--dataset", required=True, choices=["coco", "body7", "crowdpose"])
+        p.add_argument("--size", required=True, choices=["t", "s", "m", "l"])
+        p.add_argument(
+            "--config", default=None, help="override the config path (default: the one shipped in the mmpose wheel)"
+        )
 
-    sub.add_parser('check')
-    p = sub.add_parser('count-params')
+    sub.add_parser("check")
+    p = sub.add_parser("count-params")
     model_args(p)
-    p = sub.add_parser('make-checkpoint')
+    p = sub.add_parser("make-checkpoint")
     model_args(p)
-    p.add_argument('--out', required=True)
-    p.add_argument('--calib-image', required=True, nargs='+',
-                   help='first image: 10-40 anchors > score_thr and NMS '
-                   'removes some; all images: >= 3 instances')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--bn-passes', type=int, default=3)
-    p.add_argument('--cls-candidates', type=int, default=8)
-    p.add_argument('--threads', type=int, default=torch.get_num_threads())
-    p.add_argument('--dcc-heatmap-std', type=float, default=3.0,
-                   help='spread of the 1-D heatmap logits the DCC is scaled '
-                   'to; ~1 makes its softmax broad, so float32 rounding '
-                   'cannot move a keypoint far (a well-conditioned case)')
-    p.add_argument('--format', choices=['legacy', 'zip'], default='legacy',
-                   help='legacy = torch.save(..., _use_new_zipfile_'
-                   'serialization=False) as publish_model.py writes zoo files')
-    p = sub.add_parser('predict')
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--calib-image",
+        required=True,
+        nargs="+",
+        help="first image: 10-40 anchors > score_thr and NMS removes some; all images: >= 3 instances",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bn-passes", type=int, default=3)
+    p.add_argument("--cls-candidates", type=int, default=8)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument(
+        "--dcc-heatmap-std",
+        type=float,
+        default=3.0,
+        help="spread of the 1-D heatmap logits the DCC is scaled "
+        "to; ~1 makes its softmax broad, so float32 rounding "
+        "cannot move a keypoint far (a well-conditioned case)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["legacy", "zip"],
+        default="legacy",
+        help="legacy = torch.save(..., _use_new_zipfile_serialization=False) as publish_model.py writes zoo files",
+    )
+    p = sub.add_parser("predict")
     model_args(p)
-    p.add_argument('--checkpoint', required=True)
-    p.add_argument('--images', required=True, nargs='+')
-    p.add_argument('--out', required=True)
-    p.add_argument('--score-thr', type=float, default=0.1)
-    p.add_argument('--nms-thr', type=float, default=0.65)
-    p.add_argument('--threads', type=int, default=torch.get_num_threads())
-    p.add_argument('--float64', action='store_true',
-                   help='also save float64 predictions (img{i}_f64_*)')
-    p = sub.add_parser('bench')
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--images", required=True, nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--score-thr", type=float, default=0.1)
+    p.add_argument("--nms-thr", type=float, default=0.65)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--float64", action="store_true", help="also save float64 predictions (img{i}_f64_*)")
+    p = sub.add_parser("bench")
     model_args(p)
-    p.add_argument('--checkpoint', default=None)
-    p.add_argument('--image', required=True)
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--iters', type=int, default=10)
-    p.add_argument('--warmup', type=int, default=2)
-    p = sub.add_parser('coco-metric')
-    p.add_argument('--annotations', required=True)
-    p.add_argument('--predictions', required=True)
-    p.add_argument('--iou-type', choices=['keypoints', 'keypoints_crowd'], default='keypoints')
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--image", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p = sub.add_parser("coco-metric")
+    p.add_argument("--annotations", required=True)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--iou-type", choices=["keypoints", "keypoints_crowd"], default="keypoints")
     args = ap.parse_args(argv)
-    dict(check=cmd_check, **{
-        'coco-metric': cmd_coco_metric,
-        'count-params': cmd_count_params,
-        'make-checkpoint': cmd_make_checkpoint,
-        'predict': cmd_predict,
-        'bench': cmd_bench,
-    })[args.cmd](args)
+    dict(
+        check=cmd_check,
+        **{
+            "coco-metric": cmd_coco_metric,
+            "count-params": cmd_count_params,
+            "make-checkpoint": cmd_make_checkpoint,
+            "predict": cmd_predict,
+            "bench": cmd_bench,
+        },
+    )[args.cmd](args)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

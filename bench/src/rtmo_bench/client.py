@@ -33,9 +33,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import tritonclient.grpc as grpcclient
 
+import rtmo_client
 from rtmo_bench.paths import PHOTOS
+from rtmo_bench.serving import started_server
 from rtmo_bench.timing import alternate
+from rtmo_client._core import build_inputs, decode_result
+from rtmo_client.images import to_payload
 
 TARGET_RATIO = 0.95
 OUTPUTS = ("boxes", "box_scores", "keypoints", "keypoint_scores", "num_people", "truncated")
@@ -78,6 +83,7 @@ def raw_stream(raw: Any, grpcclient: Any, photos: Sequence[bytes], in_flight: in
                 remaining[0] -= 1
                 if remaining[0] == 0:
                     done.set()
+
         return store
 
     for index, data in enumerate(photos):
@@ -92,9 +98,6 @@ def raw_stream(raw: Any, grpcclient: Any, photos: Sequence[bytes], in_flight: in
 
 def client_side_us(raw: Any, grpcclient: Any, data: bytes, info: Any, *, iters: int = 2000) -> dict[str, float]:
     """Mean microseconds per image of the client's own work on one captured response, SDK vs raw."""
-    from rtmo_client._core import build_inputs, decode_result
-    from rtmo_client.images import to_payload
-
     response = raw.infer("rtmo", [raw_bytes_input(grpcclient, data)])
 
     def sdk() -> object:
@@ -120,7 +123,9 @@ def client_side_us(raw: Any, grpcclient: Any, data: bytes, info: Any, *, iters: 
 def interleaved(pairs: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
     """images/s of each callable (it returns the images it handled), run in turn ``rounds`` times after one warm-up."""
     timed = alternate(pairs, rounds=rounds, warmup=1)
-    return {name: sum(images for images, _ in runs) / sum(seconds for _, seconds in runs) for name, runs in timed.items()}
+    return {
+        name: sum(images for images, _ in runs) / sum(seconds for _, seconds in runs) for name, runs in timed.items()
+    }
 
 
 @contextlib.contextmanager
@@ -128,33 +133,42 @@ def server_url(args: argparse.Namespace) -> Iterator[str]:
     if args.url:
         yield args.url
         return
-    from rtmo_bench.serving import started_server
 
     with started_server(args.checkpoint, threads=args.threads, max_batch_size=8, top_k=256) as (server, _):
         yield server.urls.grpc
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import tritonclient.grpc as grpcclient
-
-    import rtmo_client
 
     paths = sorted(PHOTOS.glob("*.jpg"))
     photos = [path.read_bytes() for path in paths] * args.repeat
     frames = [cv2.imread(str(path)) for path in paths] * args.repeat
-    with server_url(args) as url, grpcclient.InferenceServerClient(url) as raw, \
-            rtmo_client.Client(url, timeout_s=120) as client, rtmo_client.Client(url, timeout_s=120, shared_memory=True) as shm_client:
+    with (
+        server_url(args) as url,
+        grpcclient.InferenceServerClient(url) as raw,
+        rtmo_client.Client(url, timeout_s=120) as client,
+        rtmo_client.Client(url, timeout_s=120, shared_memory=True) as shm_client,
+    ):
         client.wait_until_ready(120)
         people = [len(client.estimate(data)) for data in photos[: len(paths)]]
-        speeds = interleaved({
-            "estimate/sdk": lambda: sum(1 for data in photos if client.estimate(data) is not None),
-            "estimate/raw": lambda: sum(1 for data in photos if raw_read(raw.infer("rtmo", [raw_bytes_input(grpcclient, data)]))),
-            "frames/sdk": lambda: sum(1 for frame in frames if client.estimate(frame, channels="bgr") is not None),
-            "frames/sdk_shm": lambda: sum(1 for frame in frames if shm_client.estimate(frame, channels="bgr") is not None),
-            "frames/raw": lambda: sum(1 for frame in frames if raw_read(raw.infer("rtmo_frames", [raw_frame_input(grpcclient, frame)]))),
-            "stream/sdk": lambda: sum(1 for _ in client.stream(photos, max_in_flight=args.in_flight)),
-            "stream/raw": lambda: len(raw_stream(raw, grpcclient, photos, args.in_flight)),
-        }, args.rounds)
+        speeds = interleaved(
+            {
+                "estimate/sdk": lambda: sum(1 for data in photos if client.estimate(data) is not None),
+                "estimate/raw": lambda: sum(
+                    1 for data in photos if raw_read(raw.infer("rtmo", [raw_bytes_input(grpcclient, data)]))
+                ),
+                "frames/sdk": lambda: sum(1 for frame in frames if client.estimate(frame, channels="bgr") is not None),
+                "frames/sdk_shm": lambda: sum(
+                    1 for frame in frames if shm_client.estimate(frame, channels="bgr") is not None
+                ),
+                "frames/raw": lambda: sum(
+                    1 for frame in frames if raw_read(raw.infer("rtmo_frames", [raw_frame_input(grpcclient, frame)]))
+                ),
+                "stream/sdk": lambda: sum(1 for _ in client.stream(photos, max_in_flight=args.in_flight)),
+                "stream/raw": lambda: len(raw_stream(raw, grpcclient, photos, args.in_flight)),
+            },
+            args.rounds,
+        )
         server = client.server_info()
         model = client.model_info()
         local_us = client_side_us(raw, grpcclient, photos[0], model)
@@ -174,9 +188,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images_per_round": len(photos),
         "in_flight": args.in_flight,
         "target_ratio": TARGET_RATIO,
-        "client_side_us_per_image": {"sdk": round(local_us["sdk"], 1), "raw": round(local_us["raw"], 1), "people": people[0]},
+        "client_side_us_per_image": {
+            "sdk": round(local_us["sdk"], 1),
+            "raw": round(local_us["raw"], 1),
+            "people": people[0],
+        },
         "results": [
-            {"case": case, "sdk_images_per_s": round(sdk, 3), "raw_images_per_s": round(raw_speed, 3), "ratio": round(sdk / raw_speed, 4)}
+            {
+                "case": case,
+                "sdk_images_per_s": round(sdk, 3),
+                "raw_images_per_s": round(raw_speed, 3),
+                "ratio": round(sdk / raw_speed, 4),
+            }
             for case, sdk, raw_speed in rows
         ],
     }
@@ -184,14 +207,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [
-        f"rtmo-client vs raw tritonclient.grpc on {report['server']} ({report['url']}), checkpoint {report['checkpoint']}, "
+        f"rtmo-client vs raw tritonclient.grpc on {report['server']} ({report['url']}), checkpoint "
+        f"{report['checkpoint']}, "
         f"{report['rounds']} rounds x {report['images_per_round']} images",
         f"{'case':<40} {'SDK img/s':>10} {'raw img/s':>10} {'SDK/raw':>8}",
     ]
     for row in report["results"]:
-        lines.append(f"{row['case']:<40} {row['sdk_images_per_s']:>10.2f} {row['raw_images_per_s']:>10.2f} {row['ratio']:>8.3f}")
+        lines.append(
+            f"{row['case']:<40} {row['sdk_images_per_s']:>10.2f} {row['raw_images_per_s']:>10.2f} {row['ratio']:>8.3f}"
+        )
     local = report["client_side_us_per_image"]
-    lines.append(f"client-side work per image ({local['people']} people, no network): SDK {local['sdk']:.1f} us, raw {local['raw']:.1f} us")
+    lines.append(
+        f"client-side work per image ({local['people']} people, no network): SDK {local['sdk']:.1f} us, raw "
+        f"{local['raw']:.1f} us"
+    )
     lines.append(f"target: SDK/raw >= {report['target_ratio']}")
     return "\n".join(lines)
 
@@ -199,11 +228,15 @@ def format_table(report: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rtmo_bench.client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="measure a running server (gRPC host:port) instead of starting one")
-    parser.add_argument("--checkpoint", default="random:tiny", help="weights of the server started here (default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint", default="random:tiny", help="weights of the server started here (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the server started here")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per case (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=2, help="passes over the photos per round (default: %(default)s)")
-    parser.add_argument("--in-flight", type=int, default=4, help="requests in flight for the streaming case (default: %(default)s)")
+    parser.add_argument(
+        "--in-flight", type=int, default=4, help="requests in flight for the streaming case (default: %(default)s)"
+    )
     return parser
 
 

@@ -46,10 +46,14 @@ class LoadResult:
         """Several runs at the same concurrency as one (e.g. rounds interleaved with other measurements)."""
         if not results or len({r.concurrency for r in results}) != 1:
             raise ValueError("merge one or more results of the same concurrency")
-        return cls(concurrency=results[0].concurrency, elapsed_s=sum(r.elapsed_s for r in results),
-                   latencies_ms=[ms for r in results for ms in r.latencies_ms], images=sum(r.images for r in results),
-                   failures=sum(r.failures for r in results),
-                   first_error=next((r.first_error for r in results if r.first_error), None))
+        return cls(
+            concurrency=results[0].concurrency,
+            elapsed_s=sum(r.elapsed_s for r in results),
+            latencies_ms=[ms for r in results for ms in r.latencies_ms],
+            images=sum(r.images for r in results),
+            failures=sum(r.failures for r in results),
+            first_error=next((r.first_error for r in results if r.first_error), None),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,8 +69,14 @@ class LoadResult:
         }
 
 
-def run_closed_loop(make_caller: Callable[[int], Caller], *, concurrency: int, duration_s: float,
-                    on_tick: Callable[[], None] | None = None, tick_s: float = 1.0) -> LoadResult:
+def run_closed_loop(
+    make_caller: Callable[[int], Caller],
+    *,
+    concurrency: int,
+    duration_s: float,
+    on_tick: Callable[[], None] | None = None,
+    tick_s: float = 1.0,
+) -> LoadResult:
     """Run ``concurrency`` threads of ``make_caller(thread_index)`` for ``duration_s`` seconds.
 
     Args:

@@ -29,7 +29,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
+from rtmo.build.export import export_onnx, load_model
+from rtmo.runtime.preprocess import letterbox
 from rtmo_bench.model import DEFAULT_IMAGE, SIZE_NAMES
 from rtmo_bench.timing import alternate
 
@@ -38,8 +41,6 @@ LAYOUTS = ("uint8_nhwc", "float32_nchw")
 
 def prepare(image: np.ndarray, size: int, layout: str) -> np.ndarray:
     """What the preprocessor would hand the engine for one image in ``layout``."""
-    from rtmo.runtime.preprocess import letterbox
-
     canvas, _ = letterbox(image, (size, size))
     if layout == "uint8_nhwc":
         return canvas
@@ -52,11 +53,9 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], *, iters: int, warmup: 
     return {name: 1000.0 * statistics.median(seconds for _, seconds in runs) for name, runs in timed.items()}
 
 
-def bench_size(short: str, image: np.ndarray, work: Path, *, threads: int, batches: Sequence[int], iters: int,
-               warmup: int) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from rtmo.build.export import export_onnx, load_model
+def bench_size(
+    short: str, image: np.ndarray, work: Path, *, threads: int, batches: Sequence[int], iters: int, warmup: int
+) -> dict[str, Any]:
 
     model, _ = load_model(f"random:{SIZE_NAMES[short]}")
     size = model.config.input_size
@@ -66,17 +65,27 @@ def bench_size(short: str, image: np.ndarray, work: Path, *, threads: int, batch
     report: dict[str, Any] = {layout: {"ort_ms": {}} for layout in LAYOUTS}
     sessions, inputs = {}, {}
     for layout in LAYOUTS:
-        exported = export_onnx(model, work / f"{short}-{layout}", input_layout=layout, provenance={"checkpoint": "bench"})
-        sessions[layout] = ort.InferenceSession(str(exported.onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+        exported = export_onnx(
+            model, work / f"{short}-{layout}", input_layout=layout, provenance={"checkpoint": "bench"}
+        )
+        sessions[layout] = ort.InferenceSession(
+            str(exported.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         inputs[layout] = prepare(image, size, layout)
         report[layout]["bytes_per_image"] = int(inputs[layout].nbytes)
         report[layout]["onnx_mb"] = round(exported.onnx_path.stat().st_size / 1e6, 2)
-    preprocess = interleaved_ms({layout: partial(prepare, image, size, layout) for layout in LAYOUTS}, iters=iters * 5, warmup=warmup)
+    preprocess = interleaved_ms(
+        {layout: partial(prepare, image, size, layout) for layout in LAYOUTS}, iters=iters * 5, warmup=warmup
+    )
     for layout in LAYOUTS:
         report[layout]["preprocess_ms"] = round(preprocess[layout], 3)
     for b in batches:
-        runs = {layout: partial(sessions[layout].run, None, {"images": np.ascontiguousarray(np.stack([inputs[layout]] * b))})
-                for layout in LAYOUTS}
+        runs = {
+            layout: partial(
+                sessions[layout].run, None, {"images": np.ascontiguousarray(np.stack([inputs[layout]] * b))}
+            )
+            for layout in LAYOUTS
+        }
         for layout, ms in interleaved_ms(runs, iters=iters, warmup=warmup).items():
             report[layout]["ort_ms"][str(b)] = round(ms, 2)
     largest = str(max(batches))
@@ -86,7 +95,9 @@ def bench_size(short: str, image: np.ndarray, work: Path, *, threads: int, batch
     uint8, float32 = report["uint8_nhwc"], report["float32_nchw"]
     report["bytes_ratio_float_over_uint8"] = round(float32["bytes_per_image"] / uint8["bytes_per_image"], 2)
     report["preprocess_ratio_float_over_uint8"] = round(float32["preprocess_ms"] / uint8["preprocess_ms"], 2)
-    report["ort_ratio_float_over_uint8"] = {b: round(float32["ort_ms"][b] / uint8["ort_ms"][b], 3) for b in uint8["ort_ms"]}
+    report["ort_ratio_float_over_uint8"] = {
+        b: round(float32["ort_ms"][b] / uint8["ort_ms"][b], 3) for b in uint8["ort_ms"]
+    }
     report["per_image_ratio_float_over_uint8"] = round(float32["per_image_ms"] / uint8["per_image_ms"], 3)
     return report
 
@@ -99,12 +110,30 @@ def print_table(report: dict[str, Any]) -> None:
     for short, figures in report["sizes"].items():
         for layout in LAYOUTS:
             entry = figures[layout]
-            print(" | ".join([short, layout, f"{entry['bytes_per_image']:,}", f"{entry['preprocess_ms']:.3f}",
-                              *[f"{entry['ort_ms'][b]:.1f}" for b in batches], f"{entry['per_image_ms']:.1f}"]))
-        print(" | ".join([short, "float ÷ uint8", f"{figures['bytes_ratio_float_over_uint8']}×",
-                          f"{figures['preprocess_ratio_float_over_uint8']}×",
-                          *[f"{figures['ort_ratio_float_over_uint8'][b]}×" for b in batches],
-                          f"{figures['per_image_ratio_float_over_uint8']}×"]))
+            print(
+                " | ".join(
+                    [
+                        short,
+                        layout,
+                        f"{entry['bytes_per_image']:,}",
+                        f"{entry['preprocess_ms']:.3f}",
+                        *[f"{entry['ort_ms'][b]:.1f}" for b in batches],
+                        f"{entry['per_image_ms']:.1f}",
+                    ]
+                )
+            )
+        print(
+            " | ".join(
+                [
+                    short,
+                    "float ÷ uint8",
+                    f"{figures['bytes_ratio_float_over_uint8']}×",
+                    f"{figures['preprocess_ratio_float_over_uint8']}×",
+                    *[f"{figures['ort_ratio_float_over_uint8'][b]}×" for b in batches],
+                    f"{figures['per_image_ratio_float_over_uint8']}×",
+                ]
+            )
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,11 +148,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     image = cv2.imread(str(args.image))
     if image is None:
         parser.error(f"--image: cannot read {args.image} as an image")
-    report: dict[str, Any] = {"threads": args.threads, "image": args.image.name, "image_hw": list(image.shape[:2]), "sizes": {}}
+    report: dict[str, Any] = {
+        "threads": args.threads,
+        "image": args.image.name,
+        "image_hw": list(image.shape[:2]),
+        "sizes": {},
+    }
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-layout-") as work:
         for short in args.sizes:
-            report["sizes"][short] = bench_size(short, image, Path(work), threads=args.threads, batches=args.batches,
-                                                iters=args.iters, warmup=args.warmup)
+            report["sizes"][short] = bench_size(
+                short,
+                image,
+                Path(work),
+                threads=args.threads,
+                batches=args.batches,
+                iters=args.iters,
+                warmup=args.warmup,
+            )
     print_table(report)
     print(json.dumps(report))
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -30,10 +31,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import torch
 
+from rtmo.build.export import export_onnx, load_model
+from rtmo.candidates import CandidateNet, to_numpy
+from rtmo.runtime.postprocess import Candidates, people
+from rtmo.runtime.preprocess import letterbox
 from rtmo_bench.paths import MMPOSE_REFERENCE_SCRIPT, MMPOSE_REFERENCE_VENV, PHOTOS
 from rtmo_bench.timing import alternate
+from rtmo_contract import RequestParameters
 
 DEFAULT_IMAGE = PHOTOS / "103319.jpg"
 SIZE_NAMES = {"t": "tiny", "s": "small", "m": "medium", "l": "large"}
@@ -41,7 +48,9 @@ SIZE_NAMES = {"t": "tiny", "s": "small", "m": "medium", "l": "large"}
 
 def median_ms(fn: Callable[[], object], *, iters: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``iters`` runs after ``warmup`` untimed runs."""
-    return 1000.0 * statistics.median(seconds for _, seconds in alternate({"fn": fn}, rounds=iters, warmup=warmup)["fn"])
+    return 1000.0 * statistics.median(
+        seconds for _, seconds in alternate({"fn": fn}, rounds=iters, warmup=warmup)["fn"]
+    )
 
 
 def mmpose_python() -> Path | None:
@@ -52,11 +61,6 @@ def mmpose_python() -> Path | None:
 
 
 def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> dict[str, Any]:
-    from rtmo.candidates import CandidateNet, to_numpy
-    from rtmo.runtime.postprocess import Candidates, people
-    from rtmo.runtime.preprocess import letterbox
-    from rtmo_contract import RequestParameters
-
     size = (model.config.input_size, model.config.input_size)
     predict_ms = median_ms(lambda: model.predict([image]), iters=iters, warmup=warmup)
     num_people = len(model.predict([image])[0])
@@ -94,13 +98,9 @@ def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> 
     }
 
 
-def bench_onnx(model: Any, image: np.ndarray, work: Path, *, threads: int, batches: Sequence[int], iters: int,
-               warmup: int) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from rtmo.build.export import export_onnx
-    from rtmo.candidates import CandidateNet
-    from rtmo.runtime.preprocess import letterbox
+def bench_onnx(
+    model: Any, image: np.ndarray, work: Path, *, threads: int, batches: Sequence[int], iters: int, warmup: int
+) -> dict[str, Any]:
 
     start = time.perf_counter()
     result = export_onnx(model, work / "export", provenance={"checkpoint": "bench"})
@@ -113,8 +113,13 @@ def bench_onnx(model: Any, image: np.ndarray, work: Path, *, threads: int, batch
     net = CandidateNet(model, top_k=top_k).eval()
     size = model.config.input_size
     canvas, _ = letterbox(image, (size, size))
-    out: dict[str, Any] = {"top_k": top_k, "onnx_mb": round(result.onnx_path.stat().st_size / 1e6, 2),
-                           "export_s": round(export_s, 1), "ort_version": ort.__version__, "batches": {}}
+    out: dict[str, Any] = {
+        "top_k": top_k,
+        "onnx_mb": round(result.onnx_path.stat().st_size / 1e6, 2),
+        "export_s": round(export_s, 1),
+        "ort_version": ort.__version__,
+        "batches": {},
+    }
     for b in batches:
         batch = np.ascontiguousarray(np.stack([canvas] * b))
         tensor = torch.from_numpy(batch)
@@ -127,20 +132,48 @@ def bench_onnx(model: Any, image: np.ndarray, work: Path, *, threads: int, batch
         torch_ms = median_ms(run_torch, iters=iters, warmup=warmup)
         ort_ips, torch_ips = 1000.0 * b / ort_ms, 1000.0 * b / torch_ms
         out["batches"][str(b)] = {
-            "ort_ms": round(ort_ms, 2), "torch_ms": round(torch_ms, 2),
-            "ort_images_per_s": round(ort_ips, 3), "torch_images_per_s": round(torch_ips, 3),
+            "ort_ms": round(ort_ms, 2),
+            "torch_ms": round(torch_ms, 2),
+            "ort_images_per_s": round(ort_ips, 3),
+            "torch_images_per_s": round(torch_ips, 3),
             "ort_over_torch": round(ort_ips / torch_ips, 3),
         }
     return out
 
 
-def bench_mmpose(python: Path, model: Any, short_size: str, work: Path, *, image: Path, threads: int, iters: int,
-                 warmup: int, timeout_s: float) -> dict[str, Any]:
+def bench_mmpose(
+    python: Path,
+    model: Any,
+    short_size: str,
+    work: Path,
+    *,
+    image: Path,
+    threads: int,
+    iters: int,
+    warmup: int,
+    timeout_s: float,
+) -> dict[str, Any]:
     checkpoint = work / f"rtmo-{short_size}-random.pth"
     torch.save({"state_dict": model.state_dict()}, checkpoint)
-    command = [str(python), str(MMPOSE_REFERENCE_SCRIPT), "bench", "--dataset", "body7", "--size", short_size,
-               "--checkpoint", str(checkpoint), "--image", str(image), "--threads", str(threads),
-               "--iters", str(iters), "--warmup", str(warmup)]
+    command = [
+        str(python),
+        str(MMPOSE_REFERENCE_SCRIPT),
+        "bench",
+        "--dataset",
+        "body7",
+        "--size",
+        short_size,
+        "--checkpoint",
+        str(checkpoint),
+        "--image",
+        str(image),
+        "--threads",
+        str(threads),
+        "--iters",
+        str(iters),
+        "--warmup",
+        str(warmup),
+    ]
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
@@ -163,16 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime figures")
     parser.add_argument("--no-mmpose", action="store_true", help="skip the MMPose reference figures")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="scale the classifier as tests/test_server_integration.py does, so that some anchors pass "
-                             "the score threshold and decode has people to work on (plain random weights find none)")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="scale the classifier as tests/test_server_integration.py does, so that some anchors pass "
+        "the score threshold and decode has people to work on (plain random weights find none)",
+    )
     parser.add_argument("--mmpose-timeout-s", type=float, default=300.0)
     args = parser.parse_args(argv)
 
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
-    from rtmo.build.export import load_model
 
     torch.set_num_threads(args.threads)
     image = cv2.imread(str(args.image))
@@ -180,10 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--image {args.image}: cannot be read")
     python = None if args.no_mmpose else mmpose_python()
     report: dict[str, Any] = {
-        "image": args.image.name, "image_shape": list(image.shape), "threads": args.threads, "iters": args.iters,
-        "warmup": args.warmup, "torch_version": torch.__version__, "cpu_count": os.cpu_count(),
+        "image": args.image.name,
+        "image_shape": list(image.shape),
+        "threads": args.threads,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "torch_version": torch.__version__,
+        "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "weights": "seeded random (load_model('random:<size>'))" + (", classifier calibrated" if args.calibrate else ""),
+        "weights": "seeded random (load_model('random:<size>'))"
+        + (", classifier calibrated" if args.calibrate else ""),
         "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as tmp:
@@ -201,12 +240,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry: dict[str, Any] = {"predict": bench_predict(model, image, iters=args.iters, warmup=args.warmup)}
             if not args.no_onnx:
                 print(f"[{name}] ONNX export and ONNX Runtime vs torch ...", file=sys.stderr, flush=True)
-                entry["onnx"] = bench_onnx(model, image, work / short, threads=args.threads, batches=args.batches,
-                                           iters=args.iters, warmup=args.warmup)
+                entry["onnx"] = bench_onnx(
+                    model,
+                    image,
+                    work / short,
+                    threads=args.threads,
+                    batches=args.batches,
+                    iters=args.iters,
+                    warmup=args.warmup,
+                )
             if python is not None:
                 print(f"[{name}] MMPose reference ...", file=sys.stderr, flush=True)
-                ref = bench_mmpose(python, model, short, work, image=args.image, threads=args.threads,
-                                   iters=args.iters, warmup=args.warmup, timeout_s=args.mmpose_timeout_s)
+                ref = bench_mmpose(
+                    python,
+                    model,
+                    short,
+                    work,
+                    image=args.image,
+                    threads=args.threads,
+                    iters=args.iters,
+                    warmup=args.warmup,
+                    timeout_s=args.mmpose_timeout_s,
+                )
                 entry["mmpose"] = ref
                 if "images_per_s" in ref:
                     p = entry["predict"]
@@ -224,18 +279,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    print(f"RTMO CPU benchmark: {report['image']} {report['image_shape'][1]}x{report['image_shape'][0]}, "
-          f"{report['threads']} threads, median of {report['iters']} after {report['warmup']} warmup, "
-          f"{report['weights']}, load average {report['load_average_1min']} on {report['cpu_count']} CPUs")
+    print(
+        f"RTMO CPU benchmark: {report['image']} {report['image_shape'][1]}x{report['image_shape'][0]}, "
+        f"{report['threads']} threads, median of {report['iters']} after {report['warmup']} warmup, "
+        f"{report['weights']}, load average {report['load_average_1min']} on {report['cpu_count']} CPUs"
+    )
     print()
     print("RTMO.predict (decoded image in, people out; split = one predict)")
-    print(f"{'size':<6}{'input':>6}{'img/s':>9}{'predict ms':>12}{'letterbox':>11}{'network':>10}{'decode':>9}"
-          f"{'anchors>thr':>13}{'people':>8}")
+    print(
+        f"{'size':<6}{'input':>6}{'img/s':>9}{'predict ms':>12}{'letterbox':>11}{'network':>10}{'decode':>9}"
+        f"{'anchors>thr':>13}{'people':>8}"
+    )
     for short, entry in report["sizes"].items():
         p = entry["predict"]
-        print(f"{short:<6}{p['input_size']:>6}{p['predict_images_per_s']:>9.2f}{p['predict_ms']:>12.1f}"
-              f"{p['letterbox_ms']:>11.2f}{p['network_ms']:>10.1f}{p['decode_ms']:>9.2f}"
-              f"{p['anchors_above_score_thr']:>13}{p['people']:>8}")
+        print(
+            f"{short:<6}{p['input_size']:>6}{p['predict_images_per_s']:>9.2f}{p['predict_ms']:>12.1f}"
+            f"{p['letterbox_ms']:>11.2f}{p['network_ms']:>10.1f}{p['decode_ms']:>9.2f}"
+            f"{p['anchors_above_score_thr']:>13}{p['people']:>8}"
+        )
     if any("onnx" in entry for entry in report["sizes"].values()):
         print()
         print("CandidateNet, letterboxed batch: ONNX Runtime CPU vs PyTorch eager (same top-K, same threads)")
@@ -245,12 +306,17 @@ def print_table(report: dict[str, Any]) -> None:
             if not onnx_entry:
                 continue
             for b, row in onnx_entry["batches"].items():
-                print(f"{short:<6}{b:>6}{row['ort_images_per_s']:>11.2f}{row['torch_images_per_s']:>13.2f}"
-                      f"{row['ort_over_torch']:>11.2f}{onnx_entry['onnx_mb']:>9.1f}{onnx_entry['top_k']:>7}")
+                print(
+                    f"{short:<6}{b:>6}{row['ort_images_per_s']:>11.2f}{row['torch_images_per_s']:>13.2f}"
+                    f"{row['ort_over_torch']:>11.2f}{onnx_entry['onnx_mb']:>9.1f}{onnx_entry['top_k']:>7}"
+                )
     if any("mmpose" in entry for entry in report["sizes"].values()):
         print()
         print("vs MMPose inference_bottomup (same weights; MMPose's figure includes reading and decoding the JPEG)")
-        print(f"{'size':<6}{'ours img/s':>11}{'MMPose img/s':>14}{'ours/MMPose':>13}{'incl. imread':>14}{'people ours/MMPose':>20}")
+        print(
+            f"{'size':<6}{'ours img/s':>11}{'MMPose img/s':>14}{'ours/MMPose':>13}{'incl. imread':>14}"
+            f"{'people ours/MMPose':>20}"
+        )
         for short, entry in report["sizes"].items():
             ref = entry.get("mmpose")
             if ref is None:
@@ -259,9 +325,11 @@ def print_table(report: dict[str, Any]) -> None:
                 print(f"{short:<6}  MMPose: {ref['error']}")
                 continue
             p = entry["predict"]
-            print(f"{short:<6}{p['predict_images_per_s']:>11.2f}{ref['images_per_s']:>14.2f}"
-                  f"{entry['ours_over_mmpose']:>13.2f}{entry['ours_with_imread_over_mmpose']:>14.2f}"
-                  f"{p['people']:>12}/{ref['num_instances']}")
+            print(
+                f"{short:<6}{p['predict_images_per_s']:>11.2f}{ref['images_per_s']:>14.2f}"
+                f"{entry['ours_over_mmpose']:>13.2f}{entry['ours_with_imread_over_mmpose']:>14.2f}"
+                f"{p['people']:>12}/{ref['num_instances']}"
+            )
     print()
 
 

@@ -41,7 +41,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc as grpcclient
 
+from rtmo.build.assemble import assemble_repository, copy_templates
+from rtmo.runtime.preprocess import letterbox
+from rtmo.serving.cpu import DEFAULT_CHECKPOINT, artifact_dir, cpu_server, prepare_artifacts
+from rtmo.serving.tritonserver import free_ports
 from rtmo_bench.closed_loop import Caller, LoadResult, run_closed_loop
 from rtmo_bench.memory import RssSampler
 from rtmo_bench.paths import MODEL_REPOSITORY, PHOTOS
@@ -84,8 +90,6 @@ def load_photos(directory: Path) -> list[bytes]:
 
 def letterboxed(photos: Sequence[bytes], input_size: int) -> list[np.ndarray]:
     """Each photo decoded and letterboxed like the preprocess model does: uint8 [1, S, S, 3] BGR."""
-    from rtmo.runtime.preprocess import letterbox
-
     out = []
     for data in photos:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -98,8 +102,9 @@ def scaled_jpeg(photo: Path, width: int, height: int, *, quality: int = 90) -> b
     image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read {photo} as an image")
-    ok, encoded = cv2.imencode(".jpg", cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {width}x{height} JPEG")
     return encoded.tobytes()
@@ -110,17 +115,19 @@ def scaled_jpeg(photo: Path, width: int, height: int, *, quality: int = 90) -> b
 
 def ort_caller(session: Any, batches: Sequence[np.ndarray]) -> Callable[[int], Caller]:
     """Threads share one ONNX Runtime session (``run`` is thread-safe and releases the GIL)."""
+
     def make(thread: int) -> Caller:
         def call(i: int) -> int:
             session.run(None, {"images": batches[(thread + i) % len(batches)]})
             return 1
+
         return call
+
     return make
 
 
 def engine_caller(url: str, batches: Sequence[np.ndarray]) -> Callable[[int], Caller]:
     """The ``engine`` model alone, one letterboxed image per request, every output returned."""
-    import tritonclient.grpc as grpcclient
 
     def make(thread: int) -> Caller:
         client = grpcclient.InferenceServerClient(url)
@@ -133,13 +140,14 @@ def engine_caller(url: str, batches: Sequence[np.ndarray]) -> Callable[[int], Ca
         def call(i: int) -> int:
             client.infer("engine", [inputs[(thread + i) % len(inputs)]])
             return 1
+
         return call
+
     return make
 
 
 def ensemble_caller(url: str, photos: Sequence[bytes], model: str = "rtmo") -> Callable[[int], Caller]:
     """The ``rtmo`` ensemble, one encoded image per request."""
-    import tritonclient.grpc as grpcclient
 
     def make(thread: int) -> Caller:
         client = grpcclient.InferenceServerClient(url)
@@ -152,7 +160,9 @@ def ensemble_caller(url: str, photos: Sequence[bytes], model: str = "rtmo") -> C
         def call(i: int) -> int:
             client.infer(model, [inputs[(thread + i) % len(inputs)]])
             return 1
+
         return call
+
     return make
 
 
@@ -160,21 +170,27 @@ def ensemble_caller(url: str, photos: Sequence[bytes], model: str = "rtmo") -> C
 
 
 def people_per_image(url: str, photos: Sequence[bytes]) -> float:
-    """Mean people the ensemble finds per photo: the postprocessor's cost grows with it (random weights may find none)."""
-    import tritonclient.grpc as grpcclient
+    """Mean people the ensemble finds per photo: the postprocessor's cost grows with it (random weights may find
+    none).
+    """
 
     client = grpcclient.InferenceServerClient(url)
     counts: list[int] = []
     for start in range(0, len(photos), 4):  # rows per request stay within any max_batch_size >= 4
-        chunk = np.array([[data] for data in photos[start:start + 4]], dtype=np.object_)
+        chunk = np.array([[data] for data in photos[start : start + 4]], dtype=np.object_)
         tensor = grpcclient.InferInput("image", list(chunk.shape), "BYTES")
         tensor.set_data_from_numpy(chunk)
-        counts += client.infer("rtmo", [tensor], outputs=[grpcclient.InferRequestedOutput("num_people")]).as_numpy("num_people")[:, 0].tolist()
+        counts += (
+            client.infer("rtmo", [tensor], outputs=[grpcclient.InferRequestedOutput("num_people")])
+            .as_numpy("num_people")[:, 0]
+            .tolist()
+        )
     return round(float(np.mean(counts)), 2)
 
 
-def interleaved(runs: dict[str, Callable[[int], Caller]], *, concurrency: int, duration_s: float, rounds: int,
-                stats_client: Any) -> dict[str, tuple[LoadResult, dict[str, StageFigures]]]:
+def interleaved(
+    runs: dict[str, Callable[[int], Caller]], *, concurrency: int, duration_s: float, rounds: int, stats_client: Any
+) -> dict[str, tuple[LoadResult, dict[str, StageFigures]]]:
     """Closed-loop runs of each entry of ``runs``, taken in turn ``rounds`` times for ``duration_s / rounds`` each.
 
     Interleaving spreads any drift of a shared machine over all entries instead of biasing the last one. Each
@@ -187,65 +203,92 @@ def interleaved(runs: dict[str, Callable[[int], Caller]], *, concurrency: int, d
             before = snapshot(stats_client)
             loads[name].append(run_closed_loop(make_caller, concurrency=concurrency, duration_s=duration_s / rounds))
             grown[name].append(deltas(before, snapshot(stats_client)))
-    return {name: (LoadResult.merged(loads[name]),
-                   {model: figures(total(d[model] for d in grown[name])) for model in grown[name][0]})
-            for name in runs}
+    return {
+        name: (
+            LoadResult.merged(loads[name]),
+            {model: figures(total(d[model] for d in grown[name])) for model in grown[name][0]},
+        )
+        for name in runs
+    }
 
 
 def ort_session(onnx_path: Path, threads: int) -> Any:
     """A CPU session configured like the engine model's (``intra_op_threads``; inter-op 1)."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def bench_concurrency(target: Target, photos: Sequence[bytes], *, concurrency: Sequence[int], duration_s: float,
-                      rounds: int) -> dict[str, Any]:
-    import tritonclient.grpc as grpcclient
+def bench_concurrency(
+    target: Target, photos: Sequence[bytes], *, concurrency: Sequence[int], duration_s: float, rounds: int
+) -> dict[str, Any]:
 
     stats = grpcclient.InferenceServerClient(target.grpc_url)
     batches = letterboxed(photos, target.input_size)
     session = ort_session(target.onnx_path, target.threads)
     rows: dict[str, Any] = {}
     for c in concurrency:
-        LOGGER.info("concurrency %d: raw ONNX Runtime, engine, ensemble (%.0f s each, in %d rounds)", c, duration_s, rounds)
-        runs = {"raw_ort": ort_caller(session, batches), "engine": engine_caller(target.grpc_url, batches),
-                "ensemble": ensemble_caller(target.grpc_url, photos)}
+        LOGGER.info(
+            "concurrency %d: raw ONNX Runtime, engine, ensemble (%.0f s each, in %d rounds)", c, duration_s, rounds
+        )
+        runs = {
+            "raw_ort": ort_caller(session, batches),
+            "engine": engine_caller(target.grpc_url, batches),
+            "ensemble": ensemble_caller(target.grpc_url, photos),
+        }
         measured = interleaved(runs, concurrency=c, duration_s=duration_s, rounds=rounds, stats_client=stats)
         (raw, _), (engine, engine_stats), (ensemble, ensemble_stats) = (measured[name] for name in runs)
         rows[str(c)] = {
             "raw_ort": raw.as_dict(),
             "engine": {**engine.as_dict(), "server": engine_stats["engine"].as_dict()},
-            "ensemble": {**ensemble.as_dict(), "breakdown": ensemble_breakdown(ensemble_stats, stages=STAGES),
-                         "server": {name: ensemble_stats[name].as_dict() for name in ("rtmo", *STAGES)}},
+            "ensemble": {
+                **ensemble.as_dict(),
+                "breakdown": ensemble_breakdown(ensemble_stats, stages=STAGES),
+                "server": {name: ensemble_stats[name].as_dict() for name in ("rtmo", *STAGES)},
+            },
             "engine_over_raw_ort": _ratio(engine.images_per_s, raw.images_per_s),
             "ensemble_over_raw_ort": _ratio(ensemble.images_per_s, raw.images_per_s),
         }
     return rows
 
 
-def bench_image_sizes(target: Target, *, sizes: Sequence[str], concurrency: int, duration_s: float,
-                      rounds: int) -> dict[str, Any]:
-    import tritonclient.grpc as grpcclient
+def bench_image_sizes(
+    target: Target, *, sizes: Sequence[str], concurrency: int, duration_s: float, rounds: int
+) -> dict[str, Any]:
 
     stats = grpcclient.InferenceServerClient(target.grpc_url)
     jpegs = {name: scaled_jpeg(SIZE_PHOTO, *IMAGE_SIZES[name]) for name in sizes}
-    LOGGER.info("image sizes %s at concurrency %d (%.0f s each, in %d rounds)", ", ".join(sizes), concurrency, duration_s, rounds)
-    measured = interleaved({name: ensemble_caller(target.grpc_url, [data]) for name, data in jpegs.items()},
-                           concurrency=concurrency, duration_s=duration_s, rounds=rounds, stats_client=stats)
+    LOGGER.info(
+        "image sizes %s at concurrency %d (%.0f s each, in %d rounds)",
+        ", ".join(sizes),
+        concurrency,
+        duration_s,
+        rounds,
+    )
+    measured = interleaved(
+        {name: ensemble_caller(target.grpc_url, [data]) for name, data in jpegs.items()},
+        concurrency=concurrency,
+        duration_s=duration_s,
+        rounds=rounds,
+        stats_client=stats,
+    )
     rows: dict[str, Any] = {}
     for name, (result, per_model) in measured.items():
         width, height = IMAGE_SIZES[name]
-        rows[name] = {"width": width, "height": height, "jpeg_kib": round(len(jpegs[name]) / 1024, 1), **result.as_dict(),
-                      "breakdown": ensemble_breakdown(per_model, stages=STAGES)}
+        rows[name] = {
+            "width": width,
+            "height": height,
+            "jpeg_kib": round(len(jpegs[name]) / 1024, 1),
+            **result.as_dict(),
+            "breakdown": ensemble_breakdown(per_model, stages=STAGES),
+        }
     return rows
 
 
-def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency: int, interval_s: float,
-         warmup_s: float) -> dict[str, Any]:
+def soak(
+    target: Target, photos: Sequence[bytes], *, minutes: float, concurrency: int, interval_s: float, warmup_s: float
+) -> dict[str, Any]:
     """Drive the ensemble for ``minutes`` at ``concurrency`` and sample the server's RSS every ``interval_s``.
 
     The first sample is taken before any load; growth is reported from the first sample after ``warmup_s``.
@@ -255,8 +298,13 @@ def soak(target: Target, photos: Sequence[bytes], *, minutes: float, concurrency
     sampler = RssSampler(target.server_pid)
     sampler.sample()
     LOGGER.info("soak: %.1f min at concurrency %d, RSS every %.0f s", minutes, concurrency, interval_s)
-    result = run_closed_loop(ensemble_caller(target.grpc_url, photos), concurrency=concurrency, duration_s=60.0 * minutes,
-                             on_tick=sampler.sample, tick_s=interval_s)
+    result = run_closed_loop(
+        ensemble_caller(target.grpc_url, photos),
+        concurrency=concurrency,
+        duration_s=60.0 * minutes,
+        on_tick=sampler.sample,
+        tick_s=interval_s,
+    )
     sampler.sample()
     return {"minutes": minutes, **result.as_dict(), "memory": sampler.report(warmup_s=warmup_s)}
 
@@ -274,8 +322,6 @@ def default_threads() -> int:
 
 def engine_metadata(url: str) -> tuple[int, dict[str, str]]:
     """The engine's input size S (from its ``images`` dims [S, S, 3]) and its config ``parameters``."""
-    import tritonclient.grpc as grpcclient
-
     config = grpcclient.InferenceServerClient(url).get_model_config("engine", as_json=True)["config"]
     dims = [int(d) for d in config["input"][0]["dims"]]
     parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
@@ -283,8 +329,9 @@ def engine_metadata(url: str) -> tuple[int, dict[str, str]]:
 
 
 def cached_onnx(parameters: dict[str, str]) -> Path | None:
-    """Where ``rtmo serve`` exported the served checkpoint, if this machine has it (see ``rtmo.serving.cpu.prepare_artifacts``)."""
-    from rtmo.serving.cpu import artifact_dir
+    """Where ``rtmo serve`` exported the served checkpoint, if this machine has it (see
+    ``rtmo.serving.cpu.prepare_artifacts``).
+    """
 
     checkpoint, sha = parameters.get("checkpoint", ""), parameters.get("checkpoint_sha256", "")
     if not (checkpoint.startswith("random:") or sha):
@@ -295,20 +342,30 @@ def cached_onnx(parameters: dict[str, str]) -> Path | None:
 
 @contextlib.contextmanager
 def started_server(checkpoint: str, *, threads: int, max_batch_size: int, top_k: int) -> Iterator[tuple[Any, Path]]:
-    """Export (cached) and serve ``checkpoint`` on free loopback ports, as ``rtmo serve`` does; yields (server, onnx)."""
-    from rtmo.build.assemble import assemble_repository, copy_templates
-    from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
-    from rtmo.serving.tritonserver import free_ports
+    """Export (cached) and serve ``checkpoint`` on free loopback ports, as ``rtmo serve`` does; yields (server,
+    onnx).
+    """
 
     prepared = prepare_artifacts(checkpoint, top_k=top_k, allow_random_fallback=checkpoint == DEFAULT_CHECKPOINT)
     with tempfile.TemporaryDirectory(prefix="rtmo-bench-") as work:
         repository = Path(work) / "model_repository"
         copy_templates(MODEL_REPOSITORY, repository)
-        assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=max_batch_size,
-                            engine_intra_op_threads=threads)
+        assemble_repository(
+            prepared.export_dir,
+            target="cpu",
+            repository=repository,
+            max_batch_size=max_batch_size,
+            engine_intra_op_threads=threads,
+        )
         grpc_port, http_port, metrics_port = free_ports(3)
-        server = cpu_server(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                            log_path=Path(work) / "tritonserver.log", startup_timeout_s=300.0)
+        server = cpu_server(
+            repository,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            metrics_port=metrics_port,
+            log_path=Path(work) / "tritonserver.log",
+            startup_timeout_s=300.0,
+        )
         with server:
             yield server, prepared.export_dir / "model.onnx"
 
@@ -319,14 +376,26 @@ def target_from_args(args: argparse.Namespace) -> Iterator[Target]:
         input_size, parameters = engine_metadata(args.url)
         onnx = args.onnx or cached_onnx(parameters)
         if onnx is None:
-            raise SystemExit(f"cannot find the ONNX file {args.url} serves (checkpoint {parameters.get('checkpoint')!r}) "
-                             "in the rtmo serve cache; pass --onnx PATH (the model_repository's engine/1/model.onnx)")
+            raise SystemExit(
+                f"cannot find the ONNX file {args.url} serves (checkpoint {parameters.get('checkpoint')!r}) "
+                "in the rtmo serve cache; pass --onnx PATH (the model_repository's engine/1/model.onnx)"
+            )
         served_threads = int(parameters.get("intra_op_threads", "0"))
-        yield Target(args.url, Path(onnx), args.threads if args.threads is not None else served_threads, input_size,
-                     parameters, args.server_pid, started_here=False)
+        yield Target(
+            args.url,
+            Path(onnx),
+            args.threads if args.threads is not None else served_threads,
+            input_size,
+            parameters,
+            args.server_pid,
+            started_here=False,
+        )
         return
     threads = args.threads if args.threads is not None else default_threads()
-    with started_server(args.checkpoint, threads=threads, max_batch_size=args.max_batch_size, top_k=args.top_k) as (server, onnx):
+    with started_server(args.checkpoint, threads=threads, max_batch_size=args.max_batch_size, top_k=args.top_k) as (
+        server,
+        onnx,
+    ):
         input_size, parameters = engine_metadata(server.urls.grpc)
         yield Target(server.urls.grpc, onnx, threads, input_size, parameters, server.pid, started_here=True)
 
@@ -337,61 +406,89 @@ def target_from_args(args: argparse.Namespace) -> Iterator[Target]:
 def format_tables(report: dict[str, Any]) -> str:
     lines = []
     server = report["server"]
-    lines.append(f"RTMO serving benchmark — checkpoint {server['checkpoint']} ({server['size']}, input {server['input_size']}), "
-                 f"ONNX Runtime threads {report['threads']}, {report['duration_s']} s per point in {report['rounds']} interleaved rounds, "
-                 f"{report['photos']} photos ({report['people_per_image']} people found per photo)")
+    lines.append(
+        f"RTMO serving benchmark — checkpoint {server['checkpoint']} ({server['size']}, input {server['input_size']}), "
+        f"ONNX Runtime threads {report['threads']}, {report['duration_s']} s per point in {report['rounds']} "
+        "interleaved rounds, "
+        f"{report['photos']} photos ({report['people_per_image']} people found per photo)"
+    )
     if "concurrency" in report:
         lines.append("")
-        lines.append(f"{'conc':>4} | {'raw ORT img/s':>13} {'p50':>7} {'p99':>7} | {'engine img/s':>12} {'p50':>7} {'p99':>7} | "
-                     f"{'rtmo img/s':>10} {'p50':>7} {'p99':>7} | {'rtmo/ORT':>8}")
+        lines.append(
+            f"{'conc':>4} | {'raw ORT img/s':>13} {'p50':>7} {'p99':>7} | {'engine img/s':>12} {'p50':>7} {'p99':>7} | "
+            f"{'rtmo img/s':>10} {'p50':>7} {'p99':>7} | {'rtmo/ORT':>8}"
+        )
         for c, row in report["concurrency"].items():
             raw, eng, ens = row["raw_ort"], row["engine"], row["ensemble"]
             ratio = row["ensemble_over_raw_ort"]
-            lines.append(f"{c:>4} | {raw['images_per_s']:>13.2f} {raw['p50_ms']:>7.1f} {raw['p99_ms']:>7.1f} | "
-                         f"{eng['images_per_s']:>12.2f} {eng['p50_ms']:>7.1f} {eng['p99_ms']:>7.1f} | "
-                         f"{ens['images_per_s']:>10.2f} {ens['p50_ms']:>7.1f} {ens['p99_ms']:>7.1f} | "
-                         f"{ratio if ratio is not None else float('nan'):>8.3f}")
+            lines.append(
+                f"{c:>4} | {raw['images_per_s']:>13.2f} {raw['p50_ms']:>7.1f} {raw['p99_ms']:>7.1f} | "
+                f"{eng['images_per_s']:>12.2f} {eng['p50_ms']:>7.1f} {eng['p99_ms']:>7.1f} | "
+                f"{ens['images_per_s']:>10.2f} {ens['p50_ms']:>7.1f} {ens['p99_ms']:>7.1f} | "
+                f"{ratio if ratio is not None else float('nan'):>8.3f}"
+            )
         lines.append(f"(latencies in ms, client side; target rtmo/ORT ≥ {TARGET_RATIO})")
         lines.append("")
-        lines.append("ensemble server time per request (Triton statistics): share of the ensemble's time, and compute ms per image")
-        lines.append(f"{'conc':>4} | {'server ms':>9} | {'pre':>6} {'engine':>6} {'post':>6} {'queue':>6} {'other':>6} | "
-                     f"{'pre ms/img':>10} {'eng ms/img':>10} {'post ms/img':>11} | {'eng batch':>9}")
+        lines.append(
+            "ensemble server time per request (Triton statistics): share of the ensemble's time, and compute ms per "
+            "image"
+        )
+        lines.append(
+            f"{'conc':>4} | {'server ms':>9} | {'pre':>6} {'engine':>6} {'post':>6} {'queue':>6} {'other':>6} | "
+            f"{'pre ms/img':>10} {'eng ms/img':>10} {'post ms/img':>11} | {'eng batch':>9}"
+        )
         for c, row in report["concurrency"].items():
             b = row["ensemble"]["breakdown"]
-            lines.append(f"{c:>4} | {b['ensemble_request_ms']:>9.1f} | {b['preprocess_share']:>6.1%} {b['engine_share']:>6.1%} "
-                         f"{b['postprocess_share']:>6.1%} {b['queue_share']:>6.1%} {b['other_share']:>6.1%} | "
-                         f"{b['preprocess_ms_per_image']:>10.2f} {b['engine_ms_per_image']:>10.2f} "
-                         f"{b['postprocess_ms_per_image']:>11.2f} | {row['ensemble']['server']['engine']['mean_batch']:>9.2f}")
+            lines.append(
+                f"{c:>4} | {b['ensemble_request_ms']:>9.1f} | {b['preprocess_share']:>6.1%} {b['engine_share']:>6.1%} "
+                f"{b['postprocess_share']:>6.1%} {b['queue_share']:>6.1%} {b['other_share']:>6.1%} | "
+                f"{b['preprocess_ms_per_image']:>10.2f} {b['engine_ms_per_image']:>10.2f} "
+                f"{b['postprocess_ms_per_image']:>11.2f} | {row['ensemble']['server']['engine']['mean_batch']:>9.2f}"
+            )
     if "image_sizes" in report:
         lines.append("")
         lines.append(f"ensemble vs image size (one JPEG per request, concurrency {report['image_size_concurrency']})")
-        lines.append(f"{'size':>6} {'pixels':>11} {'JPEG KiB':>9} | {'img/s':>7} {'p50':>7} {'p99':>7} | {'pre ms/img':>10} {'pre share':>9}")
+        lines.append(
+            f"{'size':>6} {'pixels':>11} {'JPEG KiB':>9} | {'img/s':>7} {'p50':>7} {'p99':>7} | {'pre ms/img':>10} "
+            f"{'pre share':>9}"
+        )
         for name, row in report["image_sizes"].items():
             b = row["breakdown"]
-            lines.append(f"{name:>6} {row['width']:>5}x{row['height']:<5} {row['jpeg_kib']:>9.0f} | {row['images_per_s']:>7.2f} "
-                         f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} | {b['preprocess_ms_per_image']:>10.2f} {b['preprocess_share']:>9.1%}")
+            lines.append(
+                f"{name:>6} {row['width']:>5}x{row['height']:<5} {row['jpeg_kib']:>9.0f} | {row['images_per_s']:>7.2f} "
+                f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} | {b['preprocess_ms_per_image']:>10.2f} "
+                f"{b['preprocess_share']:>9.1%}"
+            )
     if "soak" in report:
         s, m = report["soak"], report["soak"]["memory"]
         lines.append("")
-        lines.append(f"soak: {s['minutes']} min at concurrency {s['concurrency']}: {s['images_per_s']:.2f} img/s, "
-                     f"{s['requests']} requests, {s['failures']} failures")
-        lines.append(f"server RSS (process group, {m['samples']} samples): idle {m['rss_idle_mib']:.1f} MiB, after {m['warmup_s']:.0f} s "
-                     f"{m['rss_start_mib']:.1f}, end {m['rss_end_mib']:.1f}, max {m['rss_max_mib']:.1f}")
-        lines.append(f"growth after warm-up {m['growth_mib']:+.1f} MiB; slope {m['slope_mib_per_min']:+.3f} MiB/min, "
-                     f"over the last half {m['slope_last_half_mib_per_min']:+.3f} MiB/min")
+        lines.append(
+            f"soak: {s['minutes']} min at concurrency {s['concurrency']}: {s['images_per_s']:.2f} img/s, "
+            f"{s['requests']} requests, {s['failures']} failures"
+        )
+        lines.append(
+            f"server RSS (process group, {m['samples']} samples): idle {m['rss_idle_mib']:.1f} MiB, after "
+            f"{m['warmup_s']:.0f} s "
+            f"{m['rss_start_mib']:.1f}, end {m['rss_end_mib']:.1f}, max {m['rss_max_mib']:.1f}"
+        )
+        lines.append(
+            f"growth after warm-up {m['growth_mib']:+.1f} MiB; slope {m['slope_mib_per_min']:+.3f} MiB/min, "
+            f"over the last half {m['slope_last_half_mib_per_min']:+.3f} MiB/min"
+        )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import onnxruntime as ort
-
     photos = load_photos(args.photos)
     with target_from_args(args) as target:
         report: dict[str, Any] = {
             "benchmark": "rtmo_bench.serving",
-            "server": {"url": target.grpc_url, "started_by_benchmark": target.started_here,
-                       **{key: target.parameters.get(key) for key in ("checkpoint", "checkpoint_sha256", "size", "top_k")},
-                       "input_size": target.input_size},
+            "server": {
+                "url": target.grpc_url,
+                "started_by_benchmark": target.started_here,
+                **{key: target.parameters.get(key) for key in ("checkpoint", "checkpoint_sha256", "size", "top_k")},
+                "input_size": target.input_size,
+            },
             "onnx": str(target.onnx_path),
             "threads": target.threads,
             "ort_version": ort.__version__,
@@ -402,16 +499,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "people_per_image": people_per_image(target.grpc_url, photos),
         }
         if args.soak is not None:
-            report["soak"] = soak(target, photos, minutes=args.soak, concurrency=max(args.concurrency),
-                                  interval_s=args.soak_interval_s, warmup_s=args.soak_warmup_s)
+            report["soak"] = soak(
+                target,
+                photos,
+                minutes=args.soak,
+                concurrency=max(args.concurrency),
+                interval_s=args.soak_interval_s,
+                warmup_s=args.soak_warmup_s,
+            )
             return report
-        report["concurrency"] = bench_concurrency(target, photos, concurrency=args.concurrency, duration_s=args.duration_s,
-                                                  rounds=args.rounds)
+        report["concurrency"] = bench_concurrency(
+            target, photos, concurrency=args.concurrency, duration_s=args.duration_s, rounds=args.rounds
+        )
         if args.sizes:
             report["image_size_concurrency"] = args.size_concurrency or max(args.concurrency)
-            report["image_sizes"] = bench_image_sizes(target, sizes=args.sizes, concurrency=report["image_size_concurrency"],
-                                                      duration_s=args.duration_s, rounds=args.rounds)
-    ratios = [row["ensemble_over_raw_ort"] for row in report["concurrency"].values() if row["ensemble_over_raw_ort"] is not None]
+            report["image_sizes"] = bench_image_sizes(
+                target,
+                sizes=args.sizes,
+                concurrency=report["image_size_concurrency"],
+                duration_s=args.duration_s,
+                rounds=args.rounds,
+            )
+    ratios = [
+        row["ensemble_over_raw_ort"]
+        for row in report["concurrency"].values()
+        if row["ensemble_over_raw_ort"] is not None
+    ]
     report["target_ratio"] = TARGET_RATIO
     report["min_ensemble_over_raw_ort"] = min(ratios) if ratios else None
     report["meets_target"] = bool(ratios) and min(ratios) >= TARGET_RATIO
@@ -424,37 +537,69 @@ def _positive(kind: type) -> Callable[[str], Any]:
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text} is not positive")
         return value
+
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rtmo_bench.serving", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rtmo_bench.serving",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", default="rtmo-s_body7",
-                        help="weights for the server the benchmark starts: path, zoo name, URL or random:<size> "
-                             "(default %(default)s, falling back to random:small offline, like rtmo serve)")
+    source.add_argument(
+        "--checkpoint",
+        default="rtmo-s_body7",
+        help="weights for the server the benchmark starts: path, zoo name, URL or random:<size> "
+        "(default %(default)s, falling back to random:small offline, like rtmo serve)",
+    )
     source.add_argument("--url", help="gRPC host:port of a running server to measure instead")
     parser.add_argument("--onnx", type=Path, help="with --url: the ONNX file the server's engine runs")
     parser.add_argument("--server-pid", type=int, help="with --url and --soak: tritonserver's process id")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ONNX Runtime intra-op threads of both the engine and the raw run (default: the CPUs "
-                             "available; with --url: what the served engine uses)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads of both the engine and the raw run (default: the CPUs "
+        "available; with --url: what the served engine uses)",
+    )
     parser.add_argument("--concurrency", type=_positive(int), nargs="+", default=[1, 2, 4])
     parser.add_argument("--duration-s", type=_positive(float), default=12.0, help="measured seconds per point")
-    parser.add_argument("--rounds", type=_positive(int), default=3,
-                        help="split each point into this many rounds, interleaved with the other runs of its table")
-    parser.add_argument("--sizes", nargs="*", choices=sorted(IMAGE_SIZES), default=list(IMAGE_SIZES),
-                        help="image sizes of the scaling table (none: skip it)")
-    parser.add_argument("--size-concurrency", type=_positive(int), help="concurrency of the size table (default: the largest)")
-    parser.add_argument("--photos", type=Path, default=PHOTOS, help="directory of JPEG photos (default: the test photos)")
+    parser.add_argument(
+        "--rounds",
+        type=_positive(int),
+        default=3,
+        help="split each point into this many rounds, interleaved with the other runs of its table",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="*",
+        choices=sorted(IMAGE_SIZES),
+        default=list(IMAGE_SIZES),
+        help="image sizes of the scaling table (none: skip it)",
+    )
+    parser.add_argument(
+        "--size-concurrency", type=_positive(int), help="concurrency of the size table (default: the largest)"
+    )
+    parser.add_argument(
+        "--photos", type=Path, default=PHOTOS, help="directory of JPEG photos (default: the test photos)"
+    )
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=256)
-    parser.add_argument("--soak", type=_positive(float), metavar="MINUTES",
-                        help="soak mode: the ensemble at the largest --concurrency for MINUTES, sampling server RSS")
+    parser.add_argument(
+        "--soak",
+        type=_positive(float),
+        metavar="MINUTES",
+        help="soak mode: the ensemble at the largest --concurrency for MINUTES, sampling server RSS",
+    )
     parser.add_argument("--soak-interval-s", type=_positive(float), default=5.0)
-    parser.add_argument("--soak-warmup-s", type=float, default=60.0,
-                        help="growth is measured from the first sample after this many seconds of load (default %(default)s)")
+    parser.add_argument(
+        "--soak-warmup-s",
+        type=float,
+        default=60.0,
+        help="growth is measured from the first sample after this many seconds of load (default %(default)s)",
+    )
     return parser
 
 

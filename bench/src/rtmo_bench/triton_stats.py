@@ -58,8 +58,10 @@ class StageFigures:
         return self.images / self.executions if self.executions else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()},
-                "mean_batch": round(self.mean_batch, 2)}
+        return {
+            **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()},
+            "mean_batch": round(self.mean_batch, 2),
+        }
 
 
 def _ns(stats: Mapping[str, Any], key: str) -> int:
@@ -128,8 +130,12 @@ def differences(before: Mapping[str, Counters], after: Mapping[str, Counters]) -
     return {name: figures(grown) for name, grown in deltas(before, after).items()}
 
 
-def ensemble_breakdown(figures: Mapping[str, StageFigures], *, ensemble: str = "rtmo",
-                       stages: tuple[str, ...] = ("preprocess", "engine", "postprocess")) -> dict[str, float]:
+def ensemble_breakdown(
+    figures: Mapping[str, StageFigures],
+    *,
+    ensemble: str = "rtmo",
+    stages: tuple[str, ...] = ("preprocess", "engine", "postprocess"),
+) -> dict[str, float]:
     """Split the ensemble's mean request time into each stage's compute, all stages' queueing and the rest.
 
     Shares are fractions of the ensemble's mean server-side request time; ``other`` is what no composing model

@@ -140,10 +140,13 @@ class RequestParameters:
         object.__setattr__(self, "score_threshold", float(self.score_threshold))
         object.__setattr__(self, "nms_iou_threshold", float(self.nms_iou_threshold))
         if not 0.0 <= self.score_threshold < 1.0:
-            raise InvalidRequestError(f"parameter score_threshold: got {self.score_threshold}; accepted: 0 <= value < 1")
+            raise InvalidRequestError(
+                f"parameter score_threshold: got {self.score_threshold}; accepted: 0 <= value < 1"
+            )
         if not 0.0 < self.nms_iou_threshold <= 1.0:
             raise InvalidRequestError(
-                f"parameter nms_iou_threshold: got {self.nms_iou_threshold}; accepted: 0 < value <= 1")
+                f"parameter nms_iou_threshold: got {self.nms_iou_threshold}; accepted: 0 < value <= 1"
+            )
         people = self.max_people
         if people is not None and (isinstance(people, bool) or not isinstance(people, int) or people < 1):
             raise InvalidRequestError(f"parameter max_people: got {people!r}; accepted: an integer >= 1")
@@ -154,7 +157,8 @@ class RequestParameters:
 def _finite(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRequestError(
-            f"parameter {name}: got {value!r} ({type(value).__name__}); accepted: a finite number")
+            f"parameter {name}: got {value!r} ({type(value).__name__}); accepted: a finite number"
+        )
 
 
 def parse_parameters(parameters: Mapping[str, Any] | str | None) -> RequestParameters:
@@ -172,7 +176,9 @@ def parse_parameters(parameters: Mapping[str, Any] | str | None) -> RequestParam
         parameters = json.loads(parameters)
     renamed = sorted(key for key in parameters if key in RENAMED_PARAMETERS)
     if renamed:
-        raise InvalidRequestError("; ".join(f"parameter {key}: renamed; use {RENAMED_PARAMETERS[key]}" for key in renamed))
+        raise InvalidRequestError(
+            "; ".join(f"parameter {key}: renamed; use {RENAMED_PARAMETERS[key]}" for key in renamed)
+        )
     known = [field.name for field in fields(RequestParameters)]
     unknown = sorted(key for key in parameters if key not in known and not key.startswith(RESERVED_PARAMETER_PREFIXES))
     if unknown:

@@ -29,7 +29,10 @@ class TritonPythonModel:
         responses, start = [], 0
         for batch in batches:
             stop = start + len(batch)
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value[start:stop])) for name, value in zip(self.output_names, outputs)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(value[start:stop]))
+                for name, value in zip(self.output_names, outputs)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses

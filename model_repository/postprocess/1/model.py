@@ -35,15 +35,24 @@ class TritonPythonModel:
     def _run(self, request):
         params = parse_parameters(request.parameters())
         inputs = [pb_utils.get_input_tensor_by_name(request, CANDIDATE_PREFIX + t.name).as_numpy() for t in CANDIDATES]
-        letterboxes = [Letterbox.from_array(row) for row in pb_utils.get_input_tensor_by_name(request, LETTERBOX.name).as_numpy()]
+        letterboxes = [
+            Letterbox.from_array(row) for row in pb_utils.get_input_tensor_by_name(request, LETTERBOX.name).as_numpy()
+        ]
         results = []
         for row, box in enumerate(letterboxes):
-            poses = people(Candidates(*(values[row] for values in inputs)), dcc=self.dcc, box=box, parameters=params,
-                           num_anchors=self.num_anchors)
+            poses = people(
+                Candidates(*(values[row] for values in inputs)),
+                dcc=self.dcc,
+                box=box,
+                parameters=params,
+                num_anchors=self.num_anchors,
+            )
             if poses.truncated:
                 self.logger.log_warn(
                     f"all {len(inputs[0][row])} candidates passed score_threshold {params.score_threshold}: "
-                    "people beyond the engine's top_k may be missing; raise the threshold or re-export with a larger top_k")
+                    "people beyond the engine's top_k may be missing; raise the threshold or re-export with a larger "
+                    "top_k"
+                )
             results.append(poses)
         sizes = np.array([box.image_size for box in letterboxes], dtype=np.int32).reshape(-1, 2)
         outputs = pack_people(results, sizes, num_keypoints=self.dcc.num_keypoints)

@@ -36,10 +36,14 @@ class TritonPythonModel:
             raise InvalidInputError(f"{IMAGE_INPUT.name}, {FRAME_INPUT.name}: send exactly one of them")
         if image is not None:
             rows = image.as_numpy()
-            pictures = [decode_image(_as_bytes(row), max_pixels=self.max_pixels, name=IMAGE_INPUT.name)
-                        for row in rows.reshape(len(rows), -1)[:, 0]]
+            pictures = [
+                decode_image(_as_bytes(row), max_pixels=self.max_pixels, name=IMAGE_INPUT.name)
+                for row in rows.reshape(len(rows), -1)[:, 0]
+            ]
         else:
-            pictures = [validate_frame(row, max_pixels=self.max_pixels, name=FRAME_INPUT.name) for row in frame.as_numpy()]
+            pictures = [
+                validate_frame(row, max_pixels=self.max_pixels, name=FRAME_INPUT.name) for row in frame.as_numpy()
+            ]
         canvases, letterboxes = letterbox_batch(pictures, self.input_size)
         return [pb_utils.Tensor(LETTERBOXED_IMAGES.name, canvases), pb_utils.Tensor(LETTERBOX.name, letterboxes)]
 

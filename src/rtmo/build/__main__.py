@@ -36,11 +36,22 @@ def run_all(
     exported = export_onnx(model, work_dir / "export", top_k=top_k, provenance=provenance)
     if target == "gpu":
         opt = max(1, max_batch_size // 2)
-        build_engine(exported.onnx_path, exported.directory / "model.plan", precision=precision,  # type: ignore[arg-type]
-                     profile=EngineProfile(1, opt, max_batch_size), max_batch_size=max_batch_size,
-                     workspace_gib=workspace_gib, timing_cache=work_dir / "timing.cache", provenance=provenance)
-    return assemble_repository(exported.directory, target=target, repository=repository,  # type: ignore[arg-type]
-                               max_batch_size=max_batch_size)
+        build_engine(
+            exported.onnx_path,
+            exported.directory / "model.plan",
+            precision=precision,  # type: ignore[arg-type]
+            profile=EngineProfile(1, opt, max_batch_size),
+            max_batch_size=max_batch_size,
+            workspace_gib=workspace_gib,
+            timing_cache=work_dir / "timing.cache",
+            provenance=provenance,
+        )
+    return assemble_repository(
+        exported.directory,
+        target=target,
+        repository=repository,  # type: ignore[arg-type]
+        max_batch_size=max_batch_size,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        written = run_all(args.checkpoint, target=args.target, repository=args.repository, work_dir=args.work_dir,
-                          top_k=args.top_k, max_batch_size=args.max_batch_size, precision=args.precision,
-                          workspace_gib=args.workspace_gib)
+        written = run_all(
+            args.checkpoint,
+            target=args.target,
+            repository=args.repository,
+            work_dir=args.work_dir,
+            top_k=args.top_k,
+            max_batch_size=args.max_batch_size,
+            precision=args.precision,
+            workspace_gib=args.workspace_gib,
+        )
     except RTMOError as error:
         LOGGER.error("%s", error)
         return 2

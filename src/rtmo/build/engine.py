@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rtmo.build.reuse import gpu_name
 from rtmo.candidates import INPUT_NAME
 from rtmo.errors import BuildError
 from rtmo.files import sha256_file
@@ -135,7 +136,9 @@ def build_engine(
         raise BuildError(f"ONNX input is named {image_input.name!r}; the model repository expects {INPUT_NAME!r}")
     _, height, width, channels = image_input.shape
     trt_profile = builder.create_optimization_profile()
-    trt_profile.set_shape(INPUT_NAME, *((b, height, width, channels) for b in (profile.min_batch, profile.opt_batch, profile.max_batch)))
+    trt_profile.set_shape(
+        INPUT_NAME, *((b, height, width, channels) for b in (profile.min_batch, profile.opt_batch, profile.max_batch))
+    )
     config.add_optimization_profile(trt_profile)
 
     cache = None
@@ -156,7 +159,7 @@ def build_engine(
         _atomic_write(Path(timing_cache), bytes(cache.serialize()))
     sidecar = {
         "tensorrt_version": trt.__version__,
-        "gpu": _gpu_name(),
+        "gpu": gpu_name(),  # from the CUDA driver: build images may carry a CPU-only PyTorch
         "precision": precision,
         "profile": asdict(profile),
         "max_batch_size": max_batch_size,
@@ -165,13 +168,6 @@ def build_engine(
     }
     _atomic_write(plan_path.with_suffix(plan_path.suffix + ".json"), json.dumps(sidecar, indent=2).encode())
     return plan_path
-
-
-def _gpu_name() -> str:
-    # From the CUDA driver, not torch: build images may carry a CPU-only PyTorch (the export needs no GPU).
-    from rtmo.build.reuse import gpu_name
-
-    return gpu_name()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -197,9 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     provenance = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     provenance = {k: provenance[k] for k in ("checkpoint", "checkpoint_sha256", "top_k") if k in provenance}
     build_engine(
-        args.onnx, args.out, precision=args.precision,
-        profile=EngineProfile(args.min_batch, args.opt_batch, args.max_batch), max_batch_size=args.max_batch_size,
-        workspace_gib=args.workspace_gib, timing_cache=args.timing_cache, provenance=provenance,
+        args.onnx,
+        args.out,
+        precision=args.precision,
+        profile=EngineProfile(args.min_batch, args.opt_batch, args.max_batch),
+        max_batch_size=args.max_batch_size,
+        workspace_gib=args.workspace_gib,
+        timing_cache=args.timing_cache,
+        provenance=provenance,
     )
     print(args.out)
     return 0

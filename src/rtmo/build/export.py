@@ -109,7 +109,13 @@ def export_onnx(
     size = config.input_size
     net = CandidateNet(model.eval(), top_k=top_k, input_layout=input_layout).eval()
     k, j, c = net.top_k, config.num_keypoints, config.pose_vec_channels
-    shapes = {"scores": (1, k), "boxes": (1, k, 4), "keypoint_visibility": (1, k, j), "pose_vectors": (1, k, c), "priors": (1, k, 2)}
+    shapes = {
+        "scores": (1, k),
+        "boxes": (1, k, 4),
+        "keypoint_visibility": (1, k, j),
+        "pose_vectors": (1, k, c),
+        "priors": (1, k, 2),
+    }
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -122,8 +128,14 @@ def export_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
             torch.onnx.export(
-                net, (dummy,), str(onnx_path), dynamo=False, opset_version=opset, do_constant_folding=True,
-                input_names=[INPUT_NAME], output_names=list(CANDIDATE_OUTPUTS),
+                net,
+                (dummy,),
+                str(onnx_path),
+                dynamo=False,
+                opset_version=opset,
+                do_constant_folding=True,
+                input_names=[INPUT_NAME],
+                output_names=list(CANDIDATE_OUTPUTS),
                 dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *CANDIDATE_OUTPUTS)},
             )
         graph = onnx.load(str(onnx_path))
@@ -168,7 +180,9 @@ def export_onnx(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    LOGGER.info("exported %s (top_k=%d, %.1f MB)", out_dir / "model.onnx", k, (out_dir / "model.onnx").stat().st_size / 1e6)
+    LOGGER.info(
+        "exported %s (top_k=%d, %.1f MB)", out_dir / "model.onnx", k, (out_dir / "model.onnx").stat().st_size / 1e6
+    )
     return ExportResult(out_dir, out_dir / "model.onnx", out_dir / "dcc.npz", out_dir / "metadata.json", metadata)
 
 
@@ -191,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model, provenance = load_model(args.checkpoint)
-    result = export_onnx(model, args.out, top_k=args.top_k, opset=args.opset, simplify=not args.no_simplify, provenance=provenance)
+    result = export_onnx(
+        model, args.out, top_k=args.top_k, opset=args.opset, simplify=not args.no_simplify, provenance=provenance
+    )
     print(result.onnx_path)
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rtmo.errors import RTMOError
 from rtmo.files import sha256_file
+from rtmo.zoo import checkpoint_sha256, resolve_checkpoint
 
 __all__ = ["PlanRequest", "gpu_name", "main", "plan_mismatches", "reusable_plan_mismatches"]
 
@@ -40,7 +41,9 @@ class PlanRequest:
     top_k: int
 
 
-def plan_mismatches(sidecar: Mapping[str, Any], metadata: Mapping[str, Any], onnx_sha256: str, wanted: PlanRequest) -> list[str]:
+def plan_mismatches(
+    sidecar: Mapping[str, Any], metadata: Mapping[str, Any], onnx_sha256: str, wanted: PlanRequest
+) -> list[str]:
     """Every reason the plan described by ``sidecar`` (built from the export ``metadata``) cannot serve ``wanted``.
 
     An empty list means the plan can be reused. An unknown GPU or TensorRT version never matches: a plan whose
@@ -67,7 +70,9 @@ def plan_mismatches(sidecar: Mapping[str, Any], metadata: Mapping[str, Any], onn
 def reusable_plan_mismatches(export_dir: Path, wanted: PlanRequest) -> list[str]:
     """``plan_mismatches`` for ``export_dir/model.plan``; missing files are reasons too."""
     export_dir = Path(export_dir)
-    files = {name: export_dir / name for name in ("model.plan", "model.plan.json", "metadata.json", "model.onnx", "dcc.npz")}
+    files = {
+        name: export_dir / name for name in ("model.plan", "model.plan.json", "metadata.json", "model.onnx", "dcc.npz")
+    }
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:
         return [f"{export_dir}: no {', '.join(missing)} from an earlier build"]
@@ -104,15 +109,15 @@ def _tensorrt_version() -> str:
 def _checkpoint_sha256(checkpoint: str) -> str:
     if checkpoint.startswith("random:"):
         return "random"
-    from rtmo.zoo import checkpoint_sha256, resolve_checkpoint  # downloads into the cache when needed
-
     return checkpoint_sha256(resolve_checkpoint(checkpoint))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: exit 0 when ``--export-dir`` holds a plan to reuse, 1 when it must be (re)built, 2 on a bad checkpoint."""
     parser = argparse.ArgumentParser(prog="python -m rtmo.build.reuse", description=__doc__.splitlines()[0])
-    parser.add_argument("--export-dir", type=Path, required=True, help="export folder of an earlier build (holds model.plan)")
+    parser.add_argument(
+        "--export-dir", type=Path, required=True, help="export folder of an earlier build (holds model.plan)"
+    )
     parser.add_argument("--checkpoint", required=True, help="path, zoo name (e.g. rtmo-s_body7), URL, or random:<size>")
     parser.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp16")
     parser.add_argument("--max-batch-size", type=int, default=8)
@@ -124,14 +129,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RTMOError as error:
         LOGGER.error("%s", error)
         return 2
-    wanted = PlanRequest(checkpoint=args.checkpoint, checkpoint_sha256=sha, tensorrt_version=_tensorrt_version(),
-                         gpu=gpu_name(), precision=args.precision, max_batch_size=args.max_batch_size, top_k=args.top_k)
+    wanted = PlanRequest(
+        checkpoint=args.checkpoint,
+        checkpoint_sha256=sha,
+        tensorrt_version=_tensorrt_version(),
+        gpu=gpu_name(),
+        precision=args.precision,
+        max_batch_size=args.max_batch_size,
+        top_k=args.top_k,
+    )
     reasons = reusable_plan_mismatches(args.export_dir, wanted)
     if reasons:
         LOGGER.info("building a new plan: %s", "; ".join(reasons))
         return 1
-    LOGGER.info("reusing %s (TensorRT %s, %s, %s, max batch %d)", args.export_dir / "model.plan", wanted.tensorrt_version,
-                wanted.gpu, wanted.precision, wanted.max_batch_size)
+    LOGGER.info(
+        "reusing %s (TensorRT %s, %s, %s, max batch %d)",
+        args.export_dir / "model.plan",
+        wanted.tensorrt_version,
+        wanted.gpu,
+        wanted.precision,
+        wanted.max_batch_size,
+    )
     return 0
 
 

@@ -85,8 +85,9 @@ class Poses:
 
     def select(self, keep: np.ndarray) -> Poses:
         """The people at indices ``keep``, in that order."""
-        return Poses(self.boxes[keep], self.box_scores[keep], self.keypoints[keep], self.keypoint_scores[keep],
-                     self.truncated)
+        return Poses(
+            self.boxes[keep], self.box_scores[keep], self.keypoints[keep], self.keypoint_scores[keep], self.truncated
+        )
 
 
 def people(
@@ -129,7 +130,11 @@ def people(
         truncated=truncated,
     )
     if parameters.pose_nms and len(poses):
-        chosen = nearby_joints_nms(poses.keypoints, poses.box_scores, num_nearby_joints_thr=dcc.num_keypoints // 3,
-                                   max_dets=POSE_NMS_MAX_PEOPLE)
+        chosen = nearby_joints_nms(
+            poses.keypoints,
+            poses.box_scores,
+            num_nearby_joints_thr=dcc.num_keypoints // 3,
+            max_dets=POSE_NMS_MAX_PEOPLE,
+        )
         poses = poses.select(chosen[: parameters.max_people])
     return poses

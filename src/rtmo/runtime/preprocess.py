@@ -52,7 +52,9 @@ def _webp_size(data: bytes, name: str) -> tuple[int, int]:
         return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
     if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
         return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    raise InvalidInputError(f"{name}: WEBP header is truncated or corrupt (no VP8/VP8L/VP8X size); send a complete WebP file")
+    raise InvalidInputError(
+        f"{name}: WEBP header is truncated or corrupt (no VP8/VP8L/VP8X size); send a complete WebP file"
+    )
 
 
 def header_size(data: bytes, name: str = "image") -> tuple[str, int, int]:
@@ -120,7 +122,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     """
     kind, width, height = header_size(data, name)
     if width == 0 or height == 0:
-        raise InvalidInputError(f"{name}: {kind.upper()} header says {width}x{height} pixels; width and height must be >= 1")
+        raise InvalidInputError(
+            f"{name}: {kind.upper()} header says {width}x{height} pixels; width and height must be >= 1"
+        )
     if width * height > max_pixels:
         raise InvalidInputError(
             f"{name}: {kind.upper()} of {width}x{height} = {width * height} pixels is too large; "
@@ -129,7 +133,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     _check_complete(kind, data, name)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise InvalidInputError(f"{name}: {kind.upper()} could not be decoded (corrupt or truncated data); send a valid {ACCEPTED_FORMATS}")
+        raise InvalidInputError(
+            f"{name}: {kind.upper()} could not be decoded (corrupt or truncated data); send a valid {ACCEPTED_FORMATS}"
+        )
     return np.ascontiguousarray(image)
 
 
@@ -219,9 +225,7 @@ def unletterbox(points: np.ndarray, box: Letterbox) -> np.ndarray:
     return points / size * box.scale + box.center - 0.5 * box.scale
 
 
-def letterbox_batch(
-    pictures: Sequence[np.ndarray], input_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def letterbox_batch(pictures: Sequence[np.ndarray], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Letterbox every picture of a batch: ``(B, h, w, 3)`` uint8 network inputs and ``(B, 6)`` letterboxes."""
     boxed = [letterbox(picture, input_size) for picture in pictures]
     return np.stack([canvas for canvas, _ in boxed]), np.stack([box.as_array() for _, box in boxed])

@@ -29,8 +29,8 @@ def respond_each(requests: Sequence[Any], run: Callable[[Any], list[Any]], *, st
 
     Args:
         requests: the ``execute`` call's requests.
-        run: turns one request into its output ``pb_utils.Tensor`` list; raises ``rtmo_contract.InvalidRequestError`` (or
-            ``rtmo.errors.InvalidInputError``, a subclass) for bad input.
+        run: turns one request into its output ``pb_utils.Tensor`` list; raises
+            ``rtmo_contract.InvalidRequestError`` (or ``rtmo.errors.InvalidInputError``, a subclass) for bad input.
         step: the model's name, used in the INTERNAL message and the log.
         pb_utils: the ``triton_python_backend_utils`` module the stub provides.
     """
@@ -39,11 +39,18 @@ def respond_each(requests: Sequence[Any], run: Callable[[Any], list[Any]], *, st
         try:
             tensors = run(request)
         except InvalidRequestError as error:
-            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)))
+            responses.append(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+            )
         except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
             pb_utils.Logger.log_error(f"{step} failed: {error!r}")
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(f"{step}: internal error; see the server log", pb_utils.TritonError.INTERNAL)))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(
+                        f"{step}: internal error; see the server log", pb_utils.TritonError.INTERNAL
+                    )
+                )
+            )
         else:
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
     return responses
@@ -73,8 +80,10 @@ def pack_people(poses: Sequence[Poses], image_sizes: np.ndarray, *, num_keypoint
     rows = len(poses)
     sizes = {"N": max((len(p) for p in poses), default=0), "J": num_keypoints}
     dtypes = {"FP32": np.float32, "INT32": np.int32, "BOOL": np.bool_}
-    out = {t.name: np.zeros((rows, *[sizes["N"] if d == -1 else d for d in t.resolve(sizes)]), dtypes[t.data_type])
-           for t in PEOPLE}
+    out = {
+        t.name: np.zeros((rows, *[sizes["N"] if d == -1 else d for d in t.resolve(sizes)]), dtypes[t.data_type])
+        for t in PEOPLE
+    }
     for row, pose in enumerate(poses):
         n = len(pose)
         out["boxes"][row, :n] = pose.boxes

@@ -55,7 +55,9 @@ def cpu_server(repository: Path, *, grpc_port: int, http_port: int, metrics_port
         "python_shm_default_byte_size": 16 * 1024 * 1024,
         **options,
     }
-    return TritonServer(model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, **settings)
+    return TritonServer(
+        model_repository=repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, **settings
+    )
 
 
 def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: bool) -> PreparedModel:

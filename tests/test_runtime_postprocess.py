@@ -1,10 +1,14 @@
+"""rtmo.runtime.postprocess and its parts: box NMS, the DCC weights file, MMPose's pose NMS, the anchor grid."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
 from rtmo.candidates import make_priors
 from rtmo.runtime.dcc import DCCWeights
+from rtmo.runtime.pose_nms import nearby_joints_nms
 from rtmo.runtime.postprocess import nms
-from rtmo.runtime.preprocess import Letterbox, letterbox, unletterbox
 
 
 def test_priors_are_centred_row_major_per_level():
@@ -15,32 +19,6 @@ def test_priors_are_centred_row_major_per_level():
     np.testing.assert_array_equal(priors[40], [7.5, 23.5])
     np.testing.assert_array_equal(priors[1600], [15.5, 15.5])
     assert set(strides[:1600]) == {16} and set(strides[1600:]) == {32}
-
-
-def test_letterbox_centres_image_and_pads_with_114():
-    image = np.full((100, 200, 3), 7, np.uint8)
-    canvas, box = letterbox(image, (640, 640))
-    assert canvas.shape == (640, 640, 3)
-    assert (canvas[:157] == 114).all() and (canvas[481:] == 114).all()  # 320 rows of image, centred
-    assert (canvas[160:477, :-3] == 7).all()  # bilinear blends the last source pixels with the pad (MMPose geometry)
-    np.testing.assert_allclose(box.center, [100, 50])
-    np.testing.assert_allclose(box.scale, [200, 200])
-
-
-def test_unletterbox_inverts_the_letterbox_geometry():
-    _, box = letterbox(np.zeros((429, 640, 3), np.uint8), (640, 640))
-    image_points = np.array([[0.0, 0.0], [640.0, 429.0], [320.0, 214.5]])
-    r = 1.0
-    input_points = (image_points - box.center) * r + 320
-    np.testing.assert_allclose(unletterbox(input_points, box), image_points, atol=1e-4)
-
-
-def test_letterbox_round_trips_through_array_form():
-    _, box = letterbox(np.zeros((333, 500, 3), np.uint8), (416, 416))
-    again = Letterbox.from_array(box.as_array())
-    np.testing.assert_array_equal(again.center, box.center)
-    np.testing.assert_array_equal(again.scale, box.scale)
-    assert again.input_size == (416, 416)
 
 
 def test_nms_suppresses_only_overlaps_above_threshold():
@@ -66,3 +44,19 @@ def test_dcc_weights_load_rejects_other_npz(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not a DCC weights file"):
         DCCWeights.load(tmp_path / "other.npz")
+
+
+# ---------------------------------------------------------------------------------------------- pose NMS
+def test_nearby_joints_nms_suppresses_a_shifted_duplicate_and_keeps_a_distant_pose() -> None:
+    rng = np.random.default_rng(0)
+    pose = rng.uniform(0, 100, (17, 2))
+    keypoints = np.stack([pose, pose + 0.5, pose + 300])
+    keep = nearby_joints_nms(keypoints, np.array([0.5, 0.9, 0.4]), num_nearby_joints_thr=17 // 3)
+    np.testing.assert_array_equal(keep, [1, 2])
+
+
+def test_nearby_joints_nms_limits_to_max_dets_best_first() -> None:
+    keypoints = np.stack([np.full((5, 2), i * 1000.0) + np.arange(10).reshape(5, 2) for i in range(40)])
+    scores = np.linspace(0.1, 0.9, 40)
+    keep = nearby_joints_nms(keypoints, scores, num_nearby_joints_thr=1, max_dets=30)
+    np.testing.assert_array_equal(keep, np.arange(39, 9, -1))

@@ -1,0 +1,66 @@
+"""A fake ``triton_python_backend_utils`` for testing the model.py adapters and rtmo.runtime.triton without Triton."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+
+class FakeTensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class FakeResponse:
+    def __init__(self, output_tensors: list | None = None, error: object | None = None) -> None:
+        self.tensors = {t.name(): t.as_numpy() for t in output_tensors or []}
+        self.error = error
+
+
+class FakeError:
+    INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+    def __init__(self, message: str, code: str = "INTERNAL") -> None:
+        self.message, self.code = message, code
+
+
+class FakeRequest:
+    def __init__(self, inputs: dict[str, np.ndarray], parameters: dict | None = None) -> None:
+        self.inputs, self._parameters = inputs, json.dumps(parameters or {})
+
+    def parameters(self) -> str:
+        return self._parameters
+
+
+class FakeLogger:
+    messages: list[str] = []
+
+    @classmethod
+    def log_warn(cls, message: str) -> None:
+        cls.messages.append(message)
+
+    log_error = log_info = log_warn
+
+
+def install(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """Put the fake module in ``sys.modules`` for the test's duration; returns it."""
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor = FakeTensor
+    module.InferenceResponse = FakeResponse
+    module.TritonError = FakeError
+    module.Logger = FakeLogger
+    module.get_input_tensor_by_name = lambda request, name: (
+        FakeTensor(name, request.inputs[name]) if name in request.inputs else None
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
+    return module

@@ -1,0 +1,138 @@
+"""rtmo.build.assemble: the checked-in configs, and repositories assembled from an export for each target."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+
+from rtmo.build.assemble import MODELS, assemble_repository, main
+from rtmo.errors import BuildError
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+
+REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+PHOTO = Path(__file__).resolve().parents[1] / "data" / "photos" / "000000196141.jpg"
+
+
+# ---------------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("model", MODELS)
+def test_checked_in_config_parses_as_model_config(model: str) -> None:
+    config = text_format.Parse((REPOSITORY / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.name == model
+    assert config.max_batch_size == 8
+    if config.platform != "ensemble":
+        assert config.HasField("dynamic_batching")
+
+
+def test_ensemble_steps_name_existing_tensors() -> None:
+    configs = {
+        m: text_format.Parse((REPOSITORY / m / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        for m in MODELS
+    }
+    for ensemble in ("rtmo", "rtmo_frames"):
+        for step in configs[ensemble].ensemble_scheduling.step:
+            composing = configs[step.model_name]
+            assert set(step.input_map) <= {t.name for t in composing.input}
+            assert set(step.output_map) <= {t.name for t in composing.output}
+    assert (REPOSITORY / "rtmo" / "1").is_dir() and not (REPOSITORY / "rtmo" / "1" / "model.py").exists()
+
+
+def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(export_tiny: Path, repo_copy: Path) -> None:
+    written = assemble_repository(export_tiny, target="cpu", repository=repo_copy, max_batch_size=4)
+    assert (repo_copy / "engine" / "1" / "model.onnx").is_file() and (
+        repo_copy / "postprocess" / "1" / "dcc.npz"
+    ).is_file()
+    configs = {
+        m: text_format.Parse((repo_copy / m / "configs" / "cpu.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        for m in MODELS
+    }
+    assert len(written) == 2 + len(MODELS)
+    engine = configs["engine"]
+    assert engine.backend == "python" and engine.platform == "" and engine.max_batch_size == 4
+    assert list(engine.input[0].dims) == [416, 416, 3]
+    assert {t.name: list(t.dims) for t in engine.output}["pose_vectors"] == [256, 192]
+    assert list(engine.model_warmup[0].inputs["images"].dims) == [416, 416, 3]
+    assert configs["preprocess"].parameters["input_size"].string_value == "416"
+    assert configs["postprocess"].parameters["num_anchors"].string_value == "845"
+    rtmo = configs["rtmo"]
+    assert json.loads(rtmo.parameters["keypoint_names"].string_value)[0] == "nose"
+    assert rtmo.parameters["checkpoint"].string_value == "random:tiny"
+    assert len(json.loads(rtmo.parameters["skeleton"].string_value)) == 19
+
+
+def test_assemble_repository_refuses_a_config_that_drifts_from_the_contract(export_tiny: Path, repo_copy: Path) -> None:
+    config = repo_copy / "engine" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "priors"', 'name: "anchors"'))
+    with pytest.raises(
+        BuildError, match=r"engine: config declares \[.*'anchors'.*\]; the contract has \[.*'priors'.*\]"
+    ):
+        assemble_repository(export_tiny, target="cpu", repository=repo_copy)
+    assert not (repo_copy / "engine" / "configs").exists()
+    assert not (repo_copy / "engine" / "1" / "model.onnx").exists()
+    postprocess = repo_copy / "postprocess" / "config.pbtxt"
+    config.write_text((REPOSITORY / "engine" / "config.pbtxt").read_text())
+    text = postprocess.read_text()
+    postprocess.write_text(text.replace('"num_people", data_type: TYPE_INT32', '"num_people", data_type: TYPE_INT64'))
+    with pytest.raises(
+        BuildError, match="postprocess: num_people is TYPE_INT64 in the config; the contract says TYPE_INT32"
+    ):
+        assemble_repository(export_tiny, target="cpu", repository=repo_copy)
+
+
+def test_assemble_repository_refuses_onnx_whose_tensor_names_differ(
+    export_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    import onnx
+
+    export = tmp_path / "export"
+    shutil.copytree(export_tiny, export)
+    model = onnx.load(str(export / "model.onnx"))
+    renamed = {"priors": "anchors"}
+    for node in model.graph.node:
+        node.output[:] = [renamed.get(name, name) for name in node.output]
+    for output in model.graph.output:
+        output.name = renamed.get(output.name, output.name)
+    onnx.save(model, str(export / "model.onnx"))
+    with pytest.raises(BuildError, match=r"outputs .*'anchors'.* declares .*'priors'"):
+        assemble_repository(export, target="cpu", repository=repo_copy)
+    assert not (repo_copy / "engine" / "1" / "model.onnx").exists()
+
+
+def test_assemble_repository_refuses_a_float32_nchw_export(export_tiny: Path, repo_copy: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(export_tiny, export)
+    metadata = json.loads((export / "metadata.json").read_text())
+    metadata["input"].update(dtype="float32", layout="NCHW")
+    (export / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(BuildError, match="takes a float32 NCHW input; the repository's preprocess sends uint8 NHWC"):
+        assemble_repository(export, target="cpu", repository=repo_copy)
+    assert not (repo_copy / "engine" / "configs").exists()
+
+
+def test_assemble_repository_gpu_refuses_plan_profile_below_max_batch(
+    export_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(export_tiny, export)
+    with pytest.raises(BuildError, match="needs a TensorRT plan"):
+        assemble_repository(export, target="gpu", repository=repo_copy)
+    (export / "model.plan").write_bytes(b"plan")
+    (export / "model.plan.json").write_text(json.dumps({"profile": {"min_batch": 1, "opt_batch": 2, "max_batch": 4}}))
+    with pytest.raises(BuildError, match="max batch is 4, below max_batch_size 8"):
+        assemble_repository(export, target="gpu", repository=repo_copy)
+    assemble_repository(export, target="gpu", repository=repo_copy, max_batch_size=4)
+    gpu = text_format.Parse(
+        (repo_copy / "engine" / "configs" / "gpu.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    assert gpu.platform == "tensorrt_plan" and (repo_copy / "engine" / "1" / "model.plan").read_bytes() == b"plan"
+
+
+def test_assemble_main_returns_1_with_message_when_export_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["--export-dir", str(tmp_path), "--target", "cpu", "--repository", str(REPOSITORY)]) == 1
+    assert "missing ['model.onnx', 'dcc.npz', 'metadata.json']" in caplog.text
