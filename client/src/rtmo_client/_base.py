@@ -156,7 +156,7 @@ class BaseClient:
         """Poll readiness with growing pauses until ``models`` are ready or ``timeout_s`` has passed."""
         self.check_open()
         deadline_s = time.monotonic() + timeout_s
-        pause_s, reason = 0.05, "no answer yet"
+        pause_s = 0.05
         while True:
             try:
                 unready = yield from self._unready(models, self._poll_timeout_s(deadline_s))
