@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
-KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-                  "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-                  "right_ankle"]
+KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                  "right_knee", "left_ankle", "right_ankle"]
 SKELETON = [[15, 13], [13, 11], [5, 6], [5, 7], [7, 9]]
 J = len(KEYPOINT_NAMES)
 
@@ -26,7 +26,8 @@ def model_config(name: str = "rtmo", *, keypoint_names: list[str] = KEYPOINT_NAM
         "keypoint_names": json.dumps(keypoint_names), "skeleton": json.dumps(SKELETON), "input_size": "416",
         "checkpoint": "random:tiny-calibrated", "checkpoint_sha256": "random", "top_k": "256",
     }
-    return {"config": {"name": name, "max_batch_size": 8, "parameters": {k: {"string_value": v} for k, v in parameters.items()}}}
+    wrapped = {key: {"string_value": value} for key, value in parameters.items()}
+    return {"config": {"name": name, "max_batch_size": 8, "parameters": wrapped}}
 
 
 def error(status: str, message: str = "boom") -> InferenceServerException:

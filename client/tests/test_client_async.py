@@ -17,7 +17,9 @@ PHOTO = Path(__file__).resolve().parents[2] / "data" / "photos" / "000000196141.
 NO_WAIT = RetryPolicy(max_retries=3, initial_backoff_s=0.0, max_backoff_s=0.0)
 
 
-def make(fake: FakeAsyncTransport | None = None, **options: object) -> tuple[rtmo_client.AsyncClient, FakeAsyncTransport]:
+def make(
+    fake: FakeAsyncTransport | None = None, **options: object
+) -> tuple[rtmo_client.AsyncClient, FakeAsyncTransport]:
     fake = fake or FakeAsyncTransport()
     options.setdefault("retries", NO_WAIT)
     return rtmo_client.AsyncClient("fake:1", transport=fake, **options), fake  # type: ignore[arg-type]
@@ -30,7 +32,8 @@ def test_async_estimate_and_batch_equal_the_sync_client() -> None:
 
     async def main() -> tuple[list[rtmo_client.PoseResult], FakeAsyncTransport]:
         async with make()[0] as client:
-            got = [await client.estimate(PHOTO), await client.estimate(frame, channels="rgb"), *await client.estimate_batch([PHOTO, PHOTO])]
+            got = [await client.estimate(PHOTO), await client.estimate(frame, channels="rgb"),
+                   *await client.estimate_batch([PHOTO, PHOTO])]
             return got, client._transport  # type: ignore[return-value]
 
     got, fake = asyncio.run(main())
@@ -55,7 +58,8 @@ def test_async_stream_keeps_order_and_bounds_in_flight_with_an_async_source() ->
     def delay(request: Request) -> float:
         return 0.01 * ((5 * int(request.rows[0])) % 4)
 
-    fake = FakeAsyncTransport(FakeTransport(handler=lambda r: FakeResult(outputs_for([int(r.rows[0]) % 3]))), delay_s=delay)
+    sync = FakeTransport(handler=lambda r: FakeResult(outputs_for([int(r.rows[0]) % 3])))
+    fake = FakeAsyncTransport(sync, delay_s=delay)
 
     async def main() -> list[int]:
         client, _ = make(fake)

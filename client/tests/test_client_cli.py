@@ -30,10 +30,12 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTransport:
     return transport
 
 
-def test_predict_prints_json_lines_in_order_and_draws_into_out(fake: FakeTransport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_prints_json_lines_in_order_and_draws_into_out(
+    fake: FakeTransport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     photos = sorted(PHOTOS.glob("*.jpg"))[:3]
-    status = main(["predict", *map(str, photos), "--json", "--out", str(tmp_path / "drawn"), "--no-progress", "--url", "host:9",
-                   "--score-threshold", "0.3", "--header", "x-token=abc"])
+    status = main(["predict", *map(str, photos), "--json", "--out", str(tmp_path / "drawn"), "--no-progress",
+                   "--url", "host:9", "--score-threshold", "0.3", "--header", "x-token=abc"])
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["image"] for line in lines] == [str(p) for p in photos]
@@ -46,13 +48,17 @@ def test_predict_prints_json_lines_in_order_and_draws_into_out(fake: FakeTranspo
         assert drawn is not None and drawn.shape == cv2.imread(str(photo)).shape
 
 
-def test_predict_expands_directories_and_prints_a_summary(fake: FakeTransport, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_expands_directories_and_prints_a_summary(
+    fake: FakeTransport, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["predict", str(PHOTOS), "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(list(PHOTOS.glob("*.jpg"))) and out[0].endswith("2 people (best 0.90)")
 
 
-def test_server_errors_exit_1_with_the_error_class_and_message(fake: FakeTransport, capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_errors_exit_1_with_the_error_class_and_message(
+    fake: FakeTransport, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake.handler = lambda request: (_ for _ in ()).throw(error("INVALID_ARGUMENT", "image: JPEG is truncated"))
     assert main(["predict", str(next(PHOTOS.glob("*.jpg"))), "--no-progress"]) == 1
     assert "InvalidInputError: image: JPEG is truncated" in capsys.readouterr().err
@@ -71,7 +77,8 @@ def test_video_draws_every_frame_in_order(fake: FakeTransport, tmp_path: Path) -
         return FakeResult(outputs_for([1] * request.shape[0]))
 
     fake.handler = handler
-    assert main(["video", str(source), "--out", str(out), "--no-progress", "--batch-size", "4", "--in-flight", "2"]) == 0
+    argv = ["video", str(source), "--out", str(out), "--no-progress", "--batch-size", "4", "--in-flight", "2"]
+    assert main(argv) == 0
     assert [r.shape for r in fake.requests] == [[4, 48, 64, 3], [2, 48, 64, 3]]
     capture = cv2.VideoCapture(str(out))
     frames = []

@@ -32,7 +32,8 @@ def test_header_size_of_encoded_formats(extension: str) -> None:
 
 def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """Insert an APP1 EXIF segment with one Orientation entry right after SOI."""
-    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + b"\x00" * 4
     payload = b"Exif\x00\x00" + tiff
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
@@ -80,11 +81,13 @@ def test_frames_are_made_contiguous_bgr() -> None:
 @pytest.mark.parametrize(("status", "kind"), [
     ("INVALID_ARGUMENT", rtmo_client.InvalidInputError), ("UNAVAILABLE", rtmo_client.UnavailableError),
     ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError), ("NOT_FOUND", rtmo_client.ModelNotReadyError),
-    ("INTERNAL", rtmo_client.ServerError), ("UNKNOWN", rtmo_client.ServerError), ("RESOURCE_EXHAUSTED", rtmo_client.ServerError),
+    ("INTERNAL", rtmo_client.ServerError), ("UNKNOWN", rtmo_client.ServerError),
+    ("RESOURCE_EXHAUSTED", rtmo_client.ServerError),
 ])
 def test_errors_map_by_status_code_not_by_message(status: str, kind: type) -> None:
     mapped = from_triton_error(error(status, "UNAVAILABLE INVALID_ARGUMENT deadline"))
-    assert type(mapped) is kind and mapped.status == status and mapped.message == "UNAVAILABLE INVALID_ARGUMENT deadline"
+    assert type(mapped) is kind and mapped.status == status
+    assert mapped.message == "UNAVAILABLE INVALID_ARGUMENT deadline"
     assert isinstance(mapped, rtmo_client.RTMOClientError)
 
 
@@ -92,7 +95,8 @@ def test_error_without_status_is_the_base_class_and_builtin_bases_hold() -> None
     from tritonclient.utils import InferenceServerException
 
     assert type(from_triton_error(InferenceServerException("local problem"))) is rtmo_client.RTMOClientError
-    assert issubclass(rtmo_client.InvalidInputError, ValueError) and issubclass(rtmo_client.DeadlineExceededError, TimeoutError)
+    assert issubclass(rtmo_client.InvalidInputError, ValueError)
+    assert issubclass(rtmo_client.DeadlineExceededError, TimeoutError)
 
 
 def person(offset: float, score: float) -> rtmo_client.Person:

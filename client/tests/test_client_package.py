@@ -14,7 +14,10 @@ CLIENT_DIR = Path(__file__).resolve().parents[1]
 def test_all_is_sorted_and_every_name_exists() -> None:
     assert rtmo_client.__all__ == sorted(rtmo_client.__all__)
     assert all(hasattr(rtmo_client, name) for name in rtmo_client.__all__)
-    public = {name for name in dir(rtmo_client) if not name.startswith("_") and not isinstance(getattr(rtmo_client, name), type(sys))}
+    public = {
+        name for name in dir(rtmo_client)
+        if not name.startswith("_") and not isinstance(getattr(rtmo_client, name), type(sys))
+    }
     assert public - {"annotations"} <= set(rtmo_client.__all__)
 
 
@@ -26,5 +29,7 @@ def test_import_needs_neither_opencv_nor_tqdm() -> None:
 
 def test_package_is_typed_and_mypy_strict_clean() -> None:
     assert (CLIENT_DIR / "src" / "rtmo_client" / "py.typed").is_file()
-    result = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=CLIENT_DIR, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"], cwd=CLIENT_DIR, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,14 +1,13 @@
-"""The I/O-free core both clients share: request building, response decoding, metadata parsing, retry policy.
+"""Request building, response decoding, metadata parsing and the retry policy: pure functions, no I/O.
 
-Nothing here talks to the network, so :class:`rtmo_client.Client` and :class:`rtmo_client.AsyncClient` differ only
-in how they wait.
+:mod:`rtmo_client._base` calls them from the operations both clients run.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,7 +85,10 @@ def request_parameters(
 
     Values are sent as given: the server checks ranges and answers INVALID_ARGUMENT naming the parameter.
     """
-    given = {"score_threshold": score_threshold, "nms_iou_threshold": nms_iou_threshold, "max_people": max_people, "pose_nms": pose_nms}
+    given = {
+        "score_threshold": score_threshold, "nms_iou_threshold": nms_iou_threshold, "max_people": max_people,
+        "pose_nms": pose_nms,
+    }
     parameters = {name: value for name, value in given.items() if value is not None}
     return parameters or None
 
@@ -108,7 +110,9 @@ def model_for(payloads: Sequence[Payload]) -> str:
         return IMAGE_MODEL
     shapes = {payload.array.shape for payload in payloads if isinstance(payload, Frame)}
     if len(shapes) > 1:
-        raise InvalidInputError(f"images: frames of one request must share their shape, got {sorted(shapes)}; send them separately")
+        raise InvalidInputError(
+            f"images: frames of one request must share their shape, got {sorted(shapes)}; send them separately"
+        )
     return FRAME_MODEL
 
 
@@ -137,19 +141,27 @@ def frame_input(payloads: Sequence[Frame]) -> grpcclient.InferInput:
     return tensor
 
 
+def inputs_for(model: str, payloads: Sequence[Payload]) -> list[grpcclient.InferInput]:
+    """The inputs of one request for ``payloads``, bound for ``model`` (what :func:`model_for` chose)."""
+    if model == IMAGE_MODEL:
+        return [image_input([p for p in payloads if isinstance(p, EncodedImage)])]
+    return [frame_input([p for p in payloads if isinstance(p, Frame)])]
+
+
 def build_inputs(payloads: Sequence[Payload]) -> tuple[str, list[grpcclient.InferInput]]:
     """Model name and inputs of one request for ``payloads`` (see :func:`model_for`)."""
     model = model_for(payloads)
-    if model == IMAGE_MODEL:
-        return model, [image_input([p for p in payloads if isinstance(p, EncodedImage)])]
-    return model, [frame_input([p for p in payloads if isinstance(p, Frame)])]
+    return model, inputs_for(model, payloads)
 
 
 def _output(result: InferResultLike, name: str, rows: int) -> npt.NDArray[Any]:
     array = result.as_numpy(name)
     if array is None or array.shape[:1] != (rows,):
         shape = None if array is None else tuple(array.shape)
-        raise ServerError(f"the server's response has output {name!r} of shape {shape}; expected {rows} rows. Is this an rtmo ensemble?")
+        raise ServerError(
+            f"the server's response has output {name!r} of shape {shape}; expected {rows} rows. "
+            "Is this an rtmo ensemble?"
+        )
     return array
 
 
@@ -179,9 +191,13 @@ def decode_result(result: InferResultLike, payloads: Sequence[Payload], info: Mo
         n = int(num_people[row])
         # tolist() converts a row at once: per-element float() dominated the client's time with many people.
         people = [
-            Person(box=(b[0], b[1], b[2], b[3]), score=score, keypoints=points, keypoint_scores=point_scores, keypoint_names=names)
-            for b, score, points, point_scores in zip(boxes[row, :n].tolist(), box_scores[row, :n].tolist(), keypoints[row, :n],
-                                                      keypoint_scores[row, :n])
+            Person(
+                box=(b[0], b[1], b[2], b[3]), score=score, keypoints=points, keypoint_scores=point_scores,
+                keypoint_names=names,
+            )
+            for b, score, points, point_scores in zip(
+                boxes[row, :n].tolist(), box_scores[row, :n].tolist(), keypoints[row, :n], keypoint_scores[row, :n]
+            )
         ]
         results.append(PoseResult(people=people, image_size=payload.size, truncated=bool(truncated[row])))
     return results
@@ -208,7 +224,9 @@ def parse_model_info(config: Mapping[str, Any]) -> ModelInfo:
         names = tuple(str(n) for n in json.loads(parameters.get("keypoint_names", "[]")))
         skeleton = tuple((int(a), int(b)) for a, b in json.loads(parameters.get("skeleton", "[]")))
     except (ValueError, TypeError) as error:
-        raise ServerError(f"model {name!r}: keypoint_names/skeleton parameters are not the expected JSON lists ({error})") from None
+        raise ServerError(
+            f"model {name!r}: keypoint_names/skeleton parameters are not the expected JSON lists ({error})"
+        ) from None
     input_size = parameters.get("input_size")
     return ModelInfo(
         name=name,
@@ -229,60 +247,3 @@ def parse_server_info(metadata: Mapping[str, Any]) -> ServerInfo:
         version=str(metadata.get("version", "")),
         extensions=tuple(str(e) for e in metadata.get("extensions", ())),
     )
-
-
-def validate_options(*, max_in_flight: int, batch_size: int) -> None:
-    """Check streaming options.
-
-    Raises:
-        ValueError: a non-positive ``max_in_flight`` or ``batch_size``.
-    """
-    if max_in_flight < 1:
-        raise ValueError(f"max_in_flight={max_in_flight}; accepted: an integer >= 1")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}; accepted: an integer >= 1")
-
-
-class Batcher:
-    """Groups consecutive payloads into requests of at most ``batch_size`` rows that may share a request.
-
-    A run is handed out as soon as it is full or the next payload cannot join it (other kind or frame shape), so
-    at most ``batch_size`` payloads wait; both clients' streams feed it one payload at a time.
-    """
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self._run: list[Payload] = []
-
-    def add(self, payload: Payload) -> list[Payload] | None:
-        """Queue ``payload``; return a run ready to send, or None."""
-        if self._run and not _compatible(self._run[-1], payload):
-            # Only possible with batch_size > 1 (a run of 1 is sent at once), so the new run is not yet full.
-            ready, self._run = self._run, [payload]
-            return ready
-        self._run.append(payload)
-        if len(self._run) < self.batch_size:
-            return None
-        ready, self._run = self._run, []
-        return ready
-
-    def flush(self) -> list[Payload] | None:
-        """The last, partial run, or None."""
-        ready, self._run = self._run or None, []
-        return ready
-
-
-def batches(payloads: Iterable[Payload], batch_size: int) -> Iterator[list[Payload]]:
-    """Requests of at most ``batch_size`` compatible consecutive payloads (see :class:`Batcher`)."""
-    batcher = Batcher(batch_size)
-    for payload in payloads:
-        if (run := batcher.add(payload)) is not None:
-            yield run
-    if (run := batcher.flush()) is not None:
-        yield run
-
-
-def _compatible(a: Payload, b: Payload) -> bool:
-    if isinstance(a, Frame) and isinstance(b, Frame):
-        return a.array.shape == b.array.shape
-    return isinstance(a, EncodedImage) and isinstance(b, EncodedImage)

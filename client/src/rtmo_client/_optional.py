@@ -16,5 +16,7 @@ def require_cv2(purpose: str) -> ModuleType:
     try:
         import cv2
     except ImportError as error:
-        raise ImportError(f"{purpose} needs OpenCV, which rtmo-client does not install by default: {INSTALL_HINT}") from error
+        raise ImportError(
+            f"{purpose} needs OpenCV, which rtmo-client does not install by default: {INSTALL_HINT}"
+        ) from error
     return cv2

@@ -1,34 +1,18 @@
-"""The blocking client: :class:`Client`."""
+"""The blocking client: :class:`Client`, which performs :class:`rtmo_client._base.BaseClient`'s operations."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, TypeVar
 
-from tritonclient.utils import InferenceServerException
-
-from rtmo_client._base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_URL, READY_MODELS, BaseClient, registration_error
-from rtmo_client._core import (
-    FRAME_MODEL,
-    IMAGE_MODEL,
-    Batcher,
-    InferResultLike,
-    RetryPolicy,
-    build_inputs,
-    decode_result,
-    model_for,
-    parse_model_info,
-    parse_server_info,
-    validate_options,
-)
-from rtmo_client._shm import Region, batch_bytes, frame_input_in
-from rtmo_client.errors import UnavailableError, from_triton_error
-from rtmo_client.images import Channels, Frame, ImageInput, Payload, to_payload
+from rtmo_client._base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_URL, READY_MODELS, BaseClient
+from rtmo_client._core import IMAGE_MODEL, RetryPolicy
+from rtmo_client._effects import Operation, Steps
+from rtmo_client._streaming import OrderedWindow, batches, validate_options
+from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import CertificateSource, SyncTransport, grpc_transport
 
@@ -88,8 +72,9 @@ class Client:
             url, timeout_s=timeout_s, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
             certificate_chain=certificate_chain, headers=headers, retries=retries, shared_memory=shared_memory,
         )
-        self._transport = transport if transport is not None else grpc_transport(url, credentials=self._base.credentials)
-        self._lock = threading.Lock()
+        self._transport = (
+            transport if transport is not None else grpc_transport(url, credentials=self._base.credentials)
+        )
 
     @property
     def url(self) -> str:
@@ -98,25 +83,17 @@ class Client:
 
     # -- calls --------------------------------------------------------------------------------------------------
 
-    def _call(self, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
-        """Run ``attempt``, translating tritonclient errors and retrying UNAVAILABLE for idempotent calls."""
-        retry = 0
-        while True:
-            try:
-                return attempt()
-            except InferenceServerException as error:
-                mapped = from_triton_error(error)
-                if not self._base.should_retry(mapped, retry, idempotent=idempotent):
-                    raise mapped from error
-            time.sleep(self._base.retry.backoff_s(retry))
-            retry += 1
+    def _drive(self, operation: Operation[T]) -> T:
+        """Perform the effects of ``operation``, blocking, and return its value."""
+        steps = Steps(operation)
+        for effect in steps:
+            with steps.outcome():
+                steps.result = effect.perform(self._transport, time.sleep)
+        return steps.value
 
     def server_info(self, *, timeout_s: float | None = None) -> ServerInfo:
         """The server's name, version and extensions."""
-        self._base.check_open()
-        deadline = self._base.deadline(timeout_s)
-        metadata = self._call(lambda: self._transport.get_server_metadata(headers=self._base.headers, as_json=True, client_timeout=deadline))
-        return parse_server_info(metadata)
+        return self._drive(self._base.server_info(timeout_s))
 
     def model_info(self, model: str = IMAGE_MODEL, *, timeout_s: float | None = None) -> ModelInfo:
         """Keypoint names, skeleton, input size and checkpoint provenance, read from the model's configuration.
@@ -124,16 +101,7 @@ class Client:
         Raises:
             ModelNotReadyError: the server has no such model.
         """
-        self._base.check_open()
-        deadline = self._base.deadline(timeout_s)
-        config = self._call(lambda: self._transport.get_model_config(model, headers=self._base.headers, as_json=True, client_timeout=deadline))
-        info = parse_model_info(config)
-        self._base.infos[model] = info
-        return info
-
-    def _info_for(self, model: str, timeout_s: float | None) -> ModelInfo:
-        info = self._base.infos.get(model)
-        return info if info is not None else self.model_info(model, timeout_s=timeout_s)
+        return self._drive(self._base.model_info(model, timeout_s))
 
     def wait_until_ready(self, timeout_s: float = 60.0, *, models: Sequence[str] = READY_MODELS) -> None:
         """Block until the server is ready and ``models`` are loaded, polling.
@@ -142,26 +110,7 @@ class Client:
             UnavailableError: the server could not be reached within ``timeout_s``.
             ModelNotReadyError: the server answered but a model was not ready within ``timeout_s``.
         """
-        self._base.check_open()
-        deadline_s = time.monotonic() + timeout_s
-        pause_s, reason = 0.05, "no answer yet"
-        while True:
-            try:
-                per_call = self._base.poll_timeout_s(deadline_s)
-                if self._transport.is_server_ready(headers=self._base.headers, client_timeout=per_call):
-                    waiting = [m for m in models if not self._transport.is_model_ready(m, headers=self._base.headers, client_timeout=per_call)]
-                    if not waiting:
-                        return
-                    reason = f"models not ready: {waiting}"
-                else:
-                    reason = "server not ready"
-                unreachable = False
-            except InferenceServerException as error:
-                reason, unreachable = self._base.unready_reason(error), True
-            if time.monotonic() + pause_s > deadline_s:
-                raise self._base.not_ready_error(timeout_s, reason, unreachable=unreachable)
-            time.sleep(pause_s)
-            pause_s = min(0.5, pause_s * 2)
+        self._drive(self._base.wait_until_ready(timeout_s, models))
 
     # -- inference ----------------------------------------------------------------------------------------------
 
@@ -196,9 +145,8 @@ class Client:
             DeadlineExceededError: no answer within the timeout.
             ServerError: the server failed.
         """
-        payload = to_payload(image, channels=channels)
         parameters = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
-        return self._run([payload], parameters, timeout_s)[0]
+        return self._drive(self._base.estimate(image, channels, parameters, timeout_s))
 
     def estimate_batch(
         self,
@@ -218,9 +166,8 @@ class Client:
         Returns:
             One result per image, in order.
         """
-        payloads = self._base.payloads(images, channels)
         parameters = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
-        return self._run(payloads, parameters, timeout_s)
+        return self._drive(self._base.estimate_batch(images, channels, parameters, timeout_s))
 
     def stream(
         self,
@@ -263,103 +210,44 @@ class Client:
         return self._stream(payloads, parameters, timeout_s, max_in_flight=max_in_flight, batch_size=batch_size)
 
     def _stream(
-        self, payloads: Iterator[Payload], parameters: dict[str, Any] | None, timeout_s: float | None, *, max_in_flight: int, batch_size: int
+        self,
+        payloads: Iterator[Payload],
+        parameters: dict[str, Any] | None,
+        timeout_s: float | None,
+        *,
+        max_in_flight: int,
+        batch_size: int,
     ) -> Iterator[PoseResult]:
-        pending: deque[Future[list[PoseResult]]] = deque()
-        batcher = Batcher(batch_size)
+        window: OrderedWindow[Future[list[PoseResult]]] = OrderedWindow(max_in_flight)
         with ThreadPoolExecutor(max_in_flight, thread_name_prefix="rtmo-client-stream") as pool:
             try:
-                for payload in payloads:
-                    if (run := batcher.add(payload)) is not None:
-                        yield from _make_room(pending, max_in_flight)
-                        pending.append(pool.submit(self._run, run, parameters, timeout_s))
-                if (run := batcher.flush()) is not None:
-                    yield from _make_room(pending, max_in_flight)
-                    pending.append(pool.submit(self._run, run, parameters, timeout_s))
-                while pending:
-                    yield from pending.popleft().result()
+                for run in batches(payloads, batch_size):
+                    yield from _make_room(window)
+                    window.pending.append(pool.submit(self._drive, self._base.run(run, parameters, timeout_s)))
+                while window.pending:
+                    yield from window.pending.popleft().result()
             finally:
-                for future in pending:
+                for future in window.pending:
                     future.cancel()
-
-    def _run(self, payloads: Sequence[Payload], parameters: dict[str, Any] | None, timeout_s: float | None) -> list[PoseResult]:
-        self._base.check_open()
-        model = model_for(payloads)
-        deadline = self._base.deadline(timeout_s)
-        info = self._info_for(model, timeout_s)
-        if self._base.pool is not None and model == FRAME_MODEL:
-            frames = [p for p in payloads if isinstance(p, Frame)]
-            result = self._call(lambda: self._infer_shared(frames, parameters, deadline))
-        else:
-            _, inputs = build_inputs(payloads)
-            result = self._call(
-                lambda: self._transport.infer(model, inputs, client_timeout=deadline, headers=self._base.headers, parameters=parameters)
-            )
-        return decode_result(result, payloads, info)
-
-    def _infer_shared(self, frames: Sequence[Frame], parameters: dict[str, Any] | None, deadline: float | None) -> InferResultLike:
-        pool = self._base.pool
-        assert pool is not None  # noqa: S101 - only called with a pool
-        region, stale = pool.checkout(batch_bytes(frames))
-        try:
-            if stale is not None:
-                self._drop_region(stale)
-            if not region.registered:
-                self._register(region)
-            inputs = [frame_input_in(region, frames)]
-            return self._transport.infer(FRAME_MODEL, inputs, client_timeout=deadline, headers=self._base.headers, parameters=parameters)
-        finally:
-            pool.release(region)
-
-    def _register(self, region: Region) -> None:
-        try:
-            self._transport.register_system_shared_memory(region.name, region.key, region.byte_size, headers=self._base.headers)
-        except InferenceServerException as error:
-            problem = registration_error(error, region.name)
-            if isinstance(problem, UnavailableError):
-                raise  # the caller's retry loop handles it
-            if problem is not None:
-                raise problem from error
-        region.registered = True
-
-    def _drop_region(self, region: Region) -> None:
-        try:
-            self._transport.unregister_system_shared_memory(region.name, headers=self._base.headers)
-        except InferenceServerException:
-            pass  # the server may have restarted or be gone; the local region goes either way
-        assert self._base.pool is not None  # noqa: S101
-        self._base.pool.destroy(region)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Unregister shared memory and close the channel; idempotent."""
-        with self._lock:
-            if self._base.closed:
-                return
-            self._base.closed = True
-        if self._base.pool is not None:
-            for region in self._base.pool.regions():
-                self._drop_region(region)
-        self._transport.close()
+        self._drive(self._base.close())
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
-def _make_room(pending: deque[Future[list[PoseResult]]], max_in_flight: int) -> Iterator[PoseResult]:
-    """Yield finished results at the head of ``pending`` until another request may be sent.
-
-    A request may go when fewer than ``max_in_flight`` are unanswered and fewer than ``2 * max_in_flight`` results
-    are held: answers that overtook a slower earlier request wait in order without stalling the others.
-    """
-    while True:
-        while pending and pending[0].done():
-            yield from pending.popleft().result()
-        unanswered = [future for future in pending if not future.done()]
-        if len(unanswered) < max_in_flight and len(pending) < 2 * max_in_flight:
-            return
+def _make_room(window: OrderedWindow[Future[list[PoseResult]]]) -> Iterator[PoseResult]:
+    """Yield the results that are in order until another request may be sent (see :class:`OrderedWindow`)."""
+    yield from window.answered()
+    while unanswered := window.blocking():
         wait(unanswered, return_when=FIRST_COMPLETED)
+        yield from window.answered()

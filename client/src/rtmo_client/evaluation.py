@@ -94,21 +94,32 @@ def load_annotations(path: str | os.PathLike[str]) -> KeypointAnnotations:
     except OSError as error:
         raise EvaluationError(f"annotations: cannot read {path}: {error.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise EvaluationError(f"annotations: {path} is not JSON ({error}); expected a COCO keypoint annotation file") from None
+        raise EvaluationError(
+            f"annotations: {path} is not JSON ({error}); expected a COCO keypoint annotation file"
+        ) from None
     expected = "a COCO keypoint annotation file (images, annotations, and a person category with 'keypoints')"
-    if not isinstance(dataset, dict) or not all(isinstance(dataset.get(key), list) for key in ("images", "annotations", "categories")):
-        raise EvaluationError(f"annotations: {path} has no 'images', 'annotations' and 'categories' lists; expected {expected}")
+    lists = ("images", "annotations", "categories")
+    if not isinstance(dataset, dict) or not all(isinstance(dataset.get(key), list) for key in lists):
+        raise EvaluationError(
+            f"annotations: {path} has no 'images', 'annotations' and 'categories' lists; expected {expected}"
+        )
     categories = [c for c in dataset["categories"] if isinstance(c, dict) and isinstance(c.get("keypoints"), list)]
     if len(categories) != 1:
-        raise EvaluationError(f"annotations: {path} has {len(categories)} categories with 'keypoints'; expected {expected}")
+        raise EvaluationError(
+            f"annotations: {path} has {len(categories)} categories with 'keypoints'; expected {expected}"
+        )
     num_keypoints = len(categories[0]["keypoints"])
     if num_keypoints not in (len(COCO_SIGMAS), len(CROWDPOSE_SIGMAS)):
-        raise EvaluationError(f"annotations: {path} has {num_keypoints} keypoints per person; accepted: 17 (COCO) or 14 (CrowdPose)")
+        raise EvaluationError(
+            f"annotations: {path} has {num_keypoints} keypoints per person; accepted: 17 (COCO) or 14 (CrowdPose)"
+        )
     if not dataset["images"]:
         raise EvaluationError(f"annotations: {path} lists no images")
     for index, image in enumerate(dataset["images"]):
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
-            raise EvaluationError(f"annotations: images[{index}] of {path} has no 'id' and 'file_name'; expected {expected}")
+            raise EvaluationError(
+                f"annotations: images[{index}] of {path} has no 'id' and 'file_name'; expected {expected}"
+            )
     for index, annotation in enumerate(dataset["annotations"]):
         keypoints = annotation.get("keypoints") if isinstance(annotation, dict) else None
         if not isinstance(keypoints, list) or len(keypoints) != 3 * num_keypoints:
@@ -119,7 +130,9 @@ def load_annotations(path: str | os.PathLike[str]) -> KeypointAnnotations:
     if len(COCO_SIGMAS) == num_keypoints and any("area" not in a for a in dataset["annotations"]):
         raise EvaluationError(f"annotations: {path} has annotations without 'area', which COCO's evaluation needs")
     if len(CROWDPOSE_SIGMAS) == num_keypoints and any("crowdIndex" not in i for i in dataset["images"]):
-        raise EvaluationError(f"annotations: {path} has images without 'crowdIndex', which CrowdPose's evaluation needs")
+        raise EvaluationError(
+            f"annotations: {path} has images without 'crowdIndex', which CrowdPose's evaluation needs"
+        )
     return KeypointAnnotations(path, dataset, num_keypoints, int(categories[0]["id"]))
 
 
@@ -258,7 +271,9 @@ def evaluate_server(
     todo = [image_id for image_id in paths if image_id not in done]
 
     def finished() -> Iterator[int]:
-        stream = client.stream((paths[image_id] for image_id in todo), max_in_flight=concurrency, score_threshold=score_threshold)
+        stream = client.stream(
+            (paths[image_id] for image_id in todo), max_in_flight=concurrency, score_threshold=score_threshold
+        )
         with partial_path.open("a") as partial:
             for image_id, result in zip(todo, stream):
                 records = to_coco(result, image_id, category_id=annotations.category_id)

@@ -29,7 +29,9 @@ __all__ = ["Channels", "EncodedImage", "Frame", "ImageInput", "Payload", "encode
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | npt.NDArray[np.uint8]"
 Channels = Literal["bgr", "rgb"]
 
-_ACCEPTED = "a path (str or os.PathLike), encoded image bytes (JPEG, PNG, ...), or a numpy uint8 array of shape (H, W, 3)"
+_ACCEPTED = (
+    "a path (str or os.PathLike), encoded image bytes (JPEG, PNG, ...), or a numpy uint8 array of shape (H, W, 3)"
+)
 _EXIF_ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # the rotations by 90 degrees swap width and height
 
@@ -77,7 +79,9 @@ def to_payload(image: object, *, channels: Channels | None = None, name: str = "
             with open(path, "rb") as file:
                 data = file.read()
         except OSError as error:
-            raise InvalidInputError(f"{name}: cannot read {path!r} ({error.strerror or error}); give an existing image file") from None
+            raise InvalidInputError(
+                f"{name}: cannot read {path!r} ({error.strerror or error}); give an existing image file"
+            ) from None
         return EncodedImage(data, encoded_size(data))
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
@@ -91,7 +95,9 @@ def _checked_frame(array: npt.NDArray[np.generic], channels: Channels | None, na
     if array.dtype != np.uint8:
         raise InvalidInputError(f"{name}: numpy dtype {array.dtype}; accepted: uint8 of shape (H, W, 3)")
     if array.ndim != 3 or array.shape[2] != 3:
-        raise InvalidInputError(f"{name}: numpy shape {tuple(array.shape)}; accepted: (H, W, 3) uint8 (gray or RGBA: convert first)")
+        raise InvalidInputError(
+            f"{name}: numpy shape {tuple(array.shape)}; accepted: (H, W, 3) uint8 (gray or RGBA: convert first)"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InvalidInputError(f"{name}: empty frame of shape {tuple(array.shape)}; height and width must be >= 1")
     if channels == "bgr":

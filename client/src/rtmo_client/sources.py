@@ -18,7 +18,9 @@ __all__ = ["IMAGE_SUFFIXES", "image_files", "video_frames", "video_properties"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def image_files(directory: str | os.PathLike[str], *, suffixes: Sequence[str] = IMAGE_SUFFIXES, recursive: bool = False) -> list[Path]:
+def image_files(
+    directory: str | os.PathLike[str], *, suffixes: Sequence[str] = IMAGE_SUFFIXES, recursive: bool = False
+) -> list[Path]:
     """The image files in ``directory``, sorted by path (case-insensitive suffix match).
 
     Raises:

@@ -24,7 +24,9 @@ SUBCOMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand of :data:`SUBCOMMANDS` registered."""
-    parser = argparse.ArgumentParser(prog="rtmo-client", description="Pose estimation with an RTMO Triton server (gRPC).")
+    parser = argparse.ArgumentParser(
+        prog="rtmo-client", description="Pose estimation with an RTMO Triton server (gRPC)."
+    )
     parser.add_argument("--version", action="version", version=f"rtmo-client {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:

@@ -18,11 +18,13 @@ def add_parser(subparsers: Any) -> None:
         "eval", help="COCO keypoint AP/AR of the served model", description=__doc__,
         epilog="An interrupted run started again with the same --results continues where it stopped.",
     )
-    parser.add_argument("--annotations", required=True, type=Path, help="COCO keypoint annotations, e.g. person_keypoints_val2017.json")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="COCO keypoint annotations, e.g. person_keypoints_val2017.json")
     parser.add_argument("--images", required=True, type=Path, help="directory holding the annotated images")
     parser.add_argument("--results", type=Path, default=Path("keypoint_results.json"),
                         help="COCO keypoint-results JSON to write (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
+                        help="requests in flight at once (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object after the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_connection_options(parser)
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     with connect(args) as client:
         try:
-            report = evaluate_server(client, args.annotations, args.images, args.results, concurrency=args.concurrency, progress=bar)
+            report = evaluate_server(client, args.annotations, args.images, args.results, concurrency=args.concurrency,
+                                     progress=bar)
         except EvaluationError as error:
             print(f"rtmo-client eval: {error}", file=sys.stderr)
             return 2

@@ -17,9 +17,12 @@ def add_parser(subparsers: Any) -> None:
     """Register ``predict``."""
     parser = subparsers.add_parser("predict", help="estimate poses in photos", description=__doc__)
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="image files or directories of images")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="write each photo with its poses drawn to DIR/<name>.jpg")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per photo (JSON Lines) instead of a summary")
-    parser.add_argument("--keypoint-threshold", type=float, default=0.3, help="hide keypoints below this score when drawing")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write each photo with its poses drawn to DIR/<name>.jpg")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per photo (JSON Lines) instead of a summary")
+    parser.add_argument("--keypoint-threshold", type=float, default=0.3,
+                        help="hide keypoints below this score when drawing")
     add_request_options(parser)
     add_connection_options(parser)
     parser.set_defaults(handler=run)
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
         skeleton = client.model_info().skeleton if draw_to is not None else ()
         results = client.stream(photos, **request_options(args))
-        for photo, result in zip(photos, progress(results, total=len(photos), unit="photo", enabled=not args.no_progress)):
+        shown = progress(results, total=len(photos), unit="photo", enabled=not args.no_progress)
+        for photo, result in zip(photos, shown):
             if args.json:
                 print(json.dumps({"image": str(photo), **result.to_dict()}))
             else:
