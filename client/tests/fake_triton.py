@@ -12,9 +12,25 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
-KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-                  "right_knee", "left_ankle", "right_ankle"]
+KEYPOINT_NAMES = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]
 SKELETON = [[15, 13], [13, 11], [5, 6], [5, 7], [7, 9]]
 J = len(KEYPOINT_NAMES)
 
@@ -23,8 +39,12 @@ def model_config(name: str = "rtmo", *, keypoint_names: list[str] = KEYPOINT_NAM
     import json
 
     parameters = {
-        "keypoint_names": json.dumps(keypoint_names), "skeleton": json.dumps(SKELETON), "input_size": "416",
-        "checkpoint": "random:tiny-calibrated", "checkpoint_sha256": "random", "top_k": "256",
+        "keypoint_names": json.dumps(keypoint_names),
+        "skeleton": json.dumps(SKELETON),
+        "input_size": "416",
+        "checkpoint": "random:tiny-calibrated",
+        "checkpoint_sha256": "random",
+        "top_k": "256",
     }
     wrapped = {key: {"string_value": value} for key, value in parameters.items()}
     return {"config": {"name": name, "max_batch_size": 8, "parameters": wrapped}}
@@ -74,7 +94,10 @@ def outputs_for(counts: list[int], *, truncated: list[bool] | None = None, seed:
             keypoints[row, i, :, 1] = base + 2 * np.arange(J)
             keypoint_scores[row, i] = np.linspace(0.2, 0.95, J, dtype=np.float32)
     return {
-        "boxes": boxes, "box_scores": box_scores, "keypoints": keypoints, "keypoint_scores": keypoint_scores,
+        "boxes": boxes,
+        "box_scores": box_scores,
+        "keypoints": keypoints,
+        "keypoint_scores": keypoint_scores,
         "num_people": np.array(counts, np.int32).reshape(rows, 1),
         "truncated": np.array(truncated or [False] * rows).reshape(rows, 1),
     }
@@ -124,8 +147,18 @@ class FakeTransport:
                 memory.close()
         else:
             array = np.frombuffer(content, np.uint8).reshape(tensor.shape())
-        return Request(model, tensor.name(), tensor.datatype(), list(tensor.shape()), rows, array, region,
-                       kwargs.get("parameters"), kwargs.get("client_timeout"), kwargs.get("headers"))
+        return Request(
+            model,
+            tensor.name(),
+            tensor.datatype(),
+            list(tensor.shape()),
+            rows,
+            array,
+            region,
+            kwargs.get("parameters"),
+            kwargs.get("client_timeout"),
+            kwargs.get("headers"),
+        )
 
     def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> FakeResult:
         self._fail_first("infer")

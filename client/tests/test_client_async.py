@@ -32,8 +32,11 @@ def test_async_estimate_and_batch_equal_the_sync_client() -> None:
 
     async def main() -> tuple[list[rtmo_client.PoseResult], FakeAsyncTransport]:
         async with make()[0] as client:
-            got = [await client.estimate(PHOTO), await client.estimate(frame, channels="rgb"),
-                   *await client.estimate_batch([PHOTO, PHOTO])]
+            got = [
+                await client.estimate(PHOTO),
+                await client.estimate(frame, channels="rgb"),
+                *await client.estimate_batch([PHOTO, PHOTO]),
+            ]
             return got, client._transport  # type: ignore[return-value]
 
     got, fake = asyncio.run(main())

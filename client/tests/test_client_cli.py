@@ -34,8 +34,22 @@ def test_predict_prints_json_lines_in_order_and_draws_into_out(
     fake: FakeTransport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     photos = sorted(PHOTOS.glob("*.jpg"))[:3]
-    status = main(["predict", *map(str, photos), "--json", "--out", str(tmp_path / "drawn"), "--no-progress",
-                   "--url", "host:9", "--score-threshold", "0.3", "--header", "x-token=abc"])
+    status = main(
+        [
+            "predict",
+            *map(str, photos),
+            "--json",
+            "--out",
+            str(tmp_path / "drawn"),
+            "--no-progress",
+            "--url",
+            "host:9",
+            "--score-threshold",
+            "0.3",
+            "--header",
+            "x-token=abc",
+        ]
+    )
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["image"] for line in lines] == [str(p) for p in photos]

@@ -60,12 +60,15 @@ def test_paths_are_read_and_missing_files_named() -> None:
         to_payload(Path("/nope.jpg"), name="images[2]")
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.zeros((4, 4, 3), np.float32), "dtype float32"),
-    (np.zeros((4, 4), np.uint8), r"shape \(4, 4\)"),
-    (np.zeros((4, 4, 4), np.uint8), r"shape \(4, 4, 4\)"),
-    (np.zeros((0, 4, 3), np.uint8), "empty frame"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+        (np.zeros((4, 4), np.uint8), r"shape \(4, 4\)"),
+        (np.zeros((4, 4, 4), np.uint8), r"shape \(4, 4, 4\)"),
+        (np.zeros((0, 4, 3), np.uint8), "empty frame"),
+    ],
+)
 def test_bad_frames_are_refused_with_what_is_accepted(array: np.ndarray, message: str) -> None:
     with pytest.raises(rtmo_client.InvalidInputError, match=message):
         to_payload(array, channels="bgr")
@@ -78,12 +81,18 @@ def test_frames_are_made_contiguous_bgr() -> None:
     np.testing.assert_array_equal(payload.array, rgb[:, ::-1, ::-1])
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    ("INVALID_ARGUMENT", rtmo_client.InvalidInputError), ("UNAVAILABLE", rtmo_client.UnavailableError),
-    ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError), ("NOT_FOUND", rtmo_client.ModelNotReadyError),
-    ("INTERNAL", rtmo_client.ServerError), ("UNKNOWN", rtmo_client.ServerError),
-    ("RESOURCE_EXHAUSTED", rtmo_client.ServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        ("INVALID_ARGUMENT", rtmo_client.InvalidInputError),
+        ("UNAVAILABLE", rtmo_client.UnavailableError),
+        ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError),
+        ("NOT_FOUND", rtmo_client.ModelNotReadyError),
+        ("INTERNAL", rtmo_client.ServerError),
+        ("UNKNOWN", rtmo_client.ServerError),
+        ("RESOURCE_EXHAUSTED", rtmo_client.ServerError),
+    ],
+)
 def test_errors_map_by_status_code_not_by_message(status: str, kind: type) -> None:
     mapped = from_triton_error(error(status, "UNAVAILABLE INVALID_ARGUMENT deadline"))
     assert type(mapped) is kind and mapped.status == status
@@ -102,8 +111,13 @@ def test_error_without_status_is_the_base_class_and_builtin_bases_hold() -> None
 def person(offset: float, score: float) -> rtmo_client.Person:
     keypoints = np.stack([offset + np.arange(17), offset + 2 * np.arange(17)], axis=1).astype(np.float32)
     scores = np.linspace(0.1, 0.9, 17, dtype=np.float32)
-    return rtmo_client.Person(box=(offset, offset, offset + 40, offset + 60), score=score, keypoints=keypoints,
-                              keypoint_scores=scores, keypoint_names=tuple(KEYPOINT_NAMES))
+    return rtmo_client.Person(
+        box=(offset, offset, offset + 40, offset + 60),
+        score=score,
+        keypoints=keypoints,
+        keypoint_scores=scores,
+        keypoint_names=tuple(KEYPOINT_NAMES),
+    )
 
 
 def test_to_coco_gives_keypoint_results_entries(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ def test_all_is_sorted_and_every_name_exists() -> None:
     assert rtmo_client.__all__ == sorted(rtmo_client.__all__)
     assert all(hasattr(rtmo_client, name) for name in rtmo_client.__all__)
     public = {
-        name for name in dir(rtmo_client)
+        name
+        for name in dir(rtmo_client)
         if not name.startswith("_") and not isinstance(getattr(rtmo_client, name), type(sys))
     }
     assert public - {"annotations"} <= set(rtmo_client.__all__)

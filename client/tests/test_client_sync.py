@@ -104,12 +104,15 @@ def test_truncated_rows_and_padding_are_decoded_per_row() -> None:
     assert (len(empty), empty.truncated, len(two), two.truncated) == (0, False, 2, True)
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    ("INVALID_ARGUMENT", rtmo_client.InvalidInputError),
-    ("INTERNAL", rtmo_client.ServerError),
-    ("NOT_FOUND", rtmo_client.ModelNotReadyError),
-    ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        ("INVALID_ARGUMENT", rtmo_client.InvalidInputError),
+        ("INTERNAL", rtmo_client.ServerError),
+        ("NOT_FOUND", rtmo_client.ModelNotReadyError),
+        ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError),
+    ],
+)
 def test_non_unavailable_errors_are_raised_at_once_as_their_subclass_with_the_message_intact(
     status: str, kind: type
 ) -> None:

@@ -79,7 +79,8 @@ class BaseClient:
             tls_credentials(
                 root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain
             )
-            if ssl else None
+            if ssl
+            else None
         )
         self.infos: dict[str, ModelInfo] = {}
         self.pool = FramePool() if shared_memory else None
@@ -101,7 +102,9 @@ class BaseClient:
         score_threshold: float | None, nms_iou_threshold: float | None, max_people: int | None, pose_nms: bool | None
     ) -> dict[str, Any] | None:
         return request_parameters(
-            score_threshold=score_threshold, nms_iou_threshold=nms_iou_threshold, max_people=max_people,
+            score_threshold=score_threshold,
+            nms_iou_threshold=nms_iou_threshold,
+            max_people=max_people,
             pose_nms=pose_nms,
         )
 

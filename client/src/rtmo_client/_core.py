@@ -86,7 +86,9 @@ def request_parameters(
     Values are sent as given: the server checks ranges and answers INVALID_ARGUMENT naming the parameter.
     """
     given = {
-        "score_threshold": score_threshold, "nms_iou_threshold": nms_iou_threshold, "max_people": max_people,
+        "score_threshold": score_threshold,
+        "nms_iou_threshold": nms_iou_threshold,
+        "max_people": max_people,
         "pose_nms": pose_nms,
     }
     parameters = {name: value for name, value in given.items() if value is not None}
@@ -192,7 +194,10 @@ def decode_result(result: InferResultLike, payloads: Sequence[Payload], info: Mo
         # tolist() converts a row at once: per-element float() dominated the client's time with many people.
         people = [
             Person(
-                box=(b[0], b[1], b[2], b[3]), score=score, keypoints=points, keypoint_scores=point_scores,
+                box=(b[0], b[1], b[2], b[3]),
+                score=score,
+                keypoints=points,
+                keypoint_scores=point_scores,
                 keypoint_names=names,
             )
             for b, score, points, point_scores in zip(

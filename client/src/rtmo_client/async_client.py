@@ -48,8 +48,15 @@ class AsyncClient:
     ) -> None:
         """See :meth:`rtmo_client.Client.__init__`."""
         self._base = BaseClient(
-            url, timeout_s=timeout_s, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
-            certificate_chain=certificate_chain, headers=headers, retries=retries, shared_memory=shared_memory,
+            url,
+            timeout_s=timeout_s,
+            ssl=ssl,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            headers=headers,
+            retries=retries,
+            shared_memory=shared_memory,
         )
         self._transport = (
             transport if transport is not None else async_grpc_transport(url, credentials=self._base.credentials)

@@ -69,8 +69,15 @@ class Client:
             OSError: a certificate file cannot be read.
         """
         self._base = BaseClient(
-            url, timeout_s=timeout_s, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
-            certificate_chain=certificate_chain, headers=headers, retries=retries, shared_memory=shared_memory,
+            url,
+            timeout_s=timeout_s,
+            ssl=ssl,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            headers=headers,
+            retries=retries,
+            shared_memory=shared_memory,
         )
         self._transport = (
             transport if transport is not None else grpc_transport(url, credentials=self._base.credentials)

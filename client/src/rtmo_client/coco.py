@@ -27,12 +27,14 @@ def to_coco(result: PoseResult, image_id: int, *, category_id: int = 1) -> list[
     entries = []
     for person in result.people:
         triplets = [[float(x), float(y), float(s)] for (x, y), s in zip(person.keypoints, person.keypoint_scores)]
-        entries.append({
-            "image_id": int(image_id),
-            "category_id": int(category_id),
-            "keypoints": [value for triplet in triplets for value in triplet],
-            "score": float(person.score),
-        })
+        entries.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(category_id),
+                "keypoints": [value for triplet in triplets for value in triplet],
+                "score": float(person.score),
+            }
+        )
     return entries
 
 

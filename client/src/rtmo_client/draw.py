@@ -62,6 +62,14 @@ def draw(
         if boxes:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), _BOX_COLOR, thickness)
         if scores:
-            cv2.putText(canvas, f"{person.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * thickness + 0.1, _BOX_COLOR, thickness, cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                f"{person.score:.2f}",
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4 * thickness + 0.1,
+                _BOX_COLOR,
+                thickness,
+                cv2.LINE_AA,
+            )
     return canvas

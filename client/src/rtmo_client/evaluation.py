@@ -41,8 +41,25 @@ __all__ = [
 ]
 
 # Per-keypoint OKS constants: COCO's (cocodataset.org/#keypoints-eval) and CrowdPose's, as MMPose's dataset metas.
-COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087,
-               0.089, 0.089)
+COCO_SIGMAS = (
+    0.026,
+    0.025,
+    0.025,
+    0.035,
+    0.035,
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+)
 CROWDPOSE_SIGMAS = (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079)
 COCO_STAT_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 CROWDPOSE_STAT_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP (E)", "AP (M)", "AP (H)")
@@ -189,8 +206,13 @@ def evaluate_results(annotations: KeypointAnnotations, results: Sequence[Mapping
 def format_table(stats: Mapping[str, float]) -> str:
     """The stats as a two-column text table."""
     width = max(len(name) for name in stats)
-    return "\n".join([f"{'metric':<{width}} | value", f"{'-' * width}-|------",
-                      *(f"{name:<{width}} | {value:.4f}" for name, value in stats.items())])
+    return "\n".join(
+        [
+            f"{'metric':<{width}} | value",
+            f"{'-' * width}-|------",
+            *(f"{name:<{width}} | {value:.4f}" for name, value in stats.items()),
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,12 @@ import tritonclient.grpc.aio as grpcaio
 from rtmo_client._core import InferResultLike
 
 __all__ = [
-    "AsyncTransport", "SyncTransport", "async_grpc_transport", "channel_options", "grpc_transport", "tls_credentials"
+    "AsyncTransport",
+    "SyncTransport",
+    "async_grpc_transport",
+    "channel_options",
+    "grpc_transport",
+    "tls_credentials",
 ]
 
 _MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: the frames of a batch easily pass gRPC's 4 MiB default
@@ -30,24 +35,40 @@ CertificateSource = str | os.PathLike[str] | bytes
 class SyncTransport(Protocol):
     """The blocking calls the SDK makes (a subset of ``tritonclient.grpc.InferenceServerClient``)."""
 
-    def infer(self, model_name: str, inputs: list[Any], *, client_timeout: float | None = None,
-              headers: Mapping[str, str] | None = None,
-              parameters: Mapping[str, Any] | None = None) -> InferResultLike: ...
+    def infer(
+        self,
+        model_name: str,
+        inputs: list[Any],
+        *,
+        client_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> InferResultLike: ...
 
-    def is_server_ready(self, *, headers: Mapping[str, str] | None = None,
-                        client_timeout: float | None = None) -> bool: ...
+    def is_server_ready(
+        self, *, headers: Mapping[str, str] | None = None, client_timeout: float | None = None
+    ) -> bool: ...
 
-    def is_model_ready(self, model_name: str, *, headers: Mapping[str, str] | None = None,
-                       client_timeout: float | None = None) -> bool: ...
+    def is_model_ready(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, client_timeout: float | None = None
+    ) -> bool: ...
 
-    def get_model_config(self, model_name: str, *, headers: Mapping[str, str] | None = None, as_json: bool = False,
-                         client_timeout: float | None = None) -> Any: ...
+    def get_model_config(
+        self,
+        model_name: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        as_json: bool = False,
+        client_timeout: float | None = None,
+    ) -> Any: ...
 
-    def get_server_metadata(self, *, headers: Mapping[str, str] | None = None, as_json: bool = False,
-                            client_timeout: float | None = None) -> Any: ...
+    def get_server_metadata(
+        self, *, headers: Mapping[str, str] | None = None, as_json: bool = False, client_timeout: float | None = None
+    ) -> Any: ...
 
-    def register_system_shared_memory(self, name: str, key: str, byte_size: int, *,
-                                      headers: Mapping[str, str] | None = None) -> None: ...
+    def register_system_shared_memory(
+        self, name: str, key: str, byte_size: int, *, headers: Mapping[str, str] | None = None
+    ) -> None: ...
 
     def unregister_system_shared_memory(self, name: str = "", *, headers: Mapping[str, str] | None = None) -> None: ...
 
@@ -57,27 +78,44 @@ class SyncTransport(Protocol):
 class AsyncTransport(Protocol):
     """The same calls, awaitable (a subset of ``tritonclient.grpc.aio.InferenceServerClient``)."""
 
-    async def infer(self, model_name: str, inputs: list[Any], *, client_timeout: float | None = None,
-                    headers: Mapping[str, str] | None = None,
-                    parameters: Mapping[str, Any] | None = None) -> InferResultLike: ...
+    async def infer(
+        self,
+        model_name: str,
+        inputs: list[Any],
+        *,
+        client_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> InferResultLike: ...
 
-    async def is_server_ready(self, *, headers: Mapping[str, str] | None = None,
-                              client_timeout: float | None = None) -> bool: ...
+    async def is_server_ready(
+        self, *, headers: Mapping[str, str] | None = None, client_timeout: float | None = None
+    ) -> bool: ...
 
-    async def is_model_ready(self, model_name: str, *, headers: Mapping[str, str] | None = None,
-                             client_timeout: float | None = None) -> bool: ...
+    async def is_model_ready(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, client_timeout: float | None = None
+    ) -> bool: ...
 
-    async def get_model_config(self, model_name: str, *, headers: Mapping[str, str] | None = None,
-                               as_json: bool = False, client_timeout: float | None = None) -> Any: ...
+    async def get_model_config(
+        self,
+        model_name: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        as_json: bool = False,
+        client_timeout: float | None = None,
+    ) -> Any: ...
 
-    async def get_server_metadata(self, *, headers: Mapping[str, str] | None = None, as_json: bool = False,
-                                  client_timeout: float | None = None) -> Any: ...
+    async def get_server_metadata(
+        self, *, headers: Mapping[str, str] | None = None, as_json: bool = False, client_timeout: float | None = None
+    ) -> Any: ...
 
-    async def register_system_shared_memory(self, name: str, key: str, byte_size: int, *,
-                                            headers: Mapping[str, str] | None = None) -> None: ...
+    async def register_system_shared_memory(
+        self, name: str, key: str, byte_size: int, *, headers: Mapping[str, str] | None = None
+    ) -> None: ...
 
-    async def unregister_system_shared_memory(self, name: str = "", *,
-                                              headers: Mapping[str, str] | None = None) -> None: ...
+    async def unregister_system_shared_memory(
+        self, name: str = "", *, headers: Mapping[str, str] | None = None
+    ) -> None: ...
 
     async def close(self) -> None: ...
 

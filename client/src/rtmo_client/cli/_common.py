@@ -16,14 +16,17 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--timeout``, TLS and header options."""
     group = parser.add_argument_group("connection")
     group.add_argument("--url", default="localhost:8001", help="server gRPC host:port (default: %(default)s)")
-    group.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                       help="per-call deadline in seconds (default: %(default)s)")
+    group.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="per-call deadline in seconds (default: %(default)s)"
+    )
     group.add_argument("--ssl", action="store_true", help="use TLS")
     group.add_argument("--root-certificates", metavar="PEM", help="CA certificate file for TLS (default: system roots)")
-    group.add_argument("--header", action="append", default=[], metavar="KEY=VALUE",
-                       help="gRPC metadata sent with every call")
-    group.add_argument("--retries", type=int, default=3,
-                       help="retries when the server is unavailable (default: %(default)s)")
+    group.add_argument(
+        "--header", action="append", default=[], metavar="KEY=VALUE", help="gRPC metadata sent with every call"
+    )
+    group.add_argument(
+        "--retries", type=int, default=3, help="retries when the server is unavailable (default: %(default)s)"
+    )
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +36,9 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nms-iou-threshold", type=float, help="box NMS IoU threshold (server default 0.65)")
     group.add_argument("--max-people", type=int, help="at most this many people per image")
     group.add_argument("--pose-nms", action="store_true", default=None, help="also run MMPose's pose NMS")
-    group.add_argument("--in-flight", type=int, default=4, metavar="N",
-                       help="requests in flight at once (default: %(default)s)")
+    group.add_argument(
+        "--in-flight", type=int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)"
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -61,8 +65,14 @@ def connect(args: argparse.Namespace) -> Client:
         if not sep or not key:
             raise SystemExit(f"rtmo-client: --header {item!r}: expected KEY=VALUE")
         headers[key] = value
-    return Client(args.url, timeout_s=args.timeout, ssl=args.ssl or args.root_certificates is not None,
-                  root_certificates=args.root_certificates, headers=headers or None, retries=args.retries)
+    return Client(
+        args.url,
+        timeout_s=args.timeout,
+        ssl=args.ssl or args.root_certificates is not None,
+        root_certificates=args.root_certificates,
+        headers=headers or None,
+        retries=args.retries,
+    )
 
 
 def progress(items: Iterable[T], *, total: int | None, unit: str, enabled: bool) -> Iterator[T]:

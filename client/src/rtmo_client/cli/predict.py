@@ -17,12 +17,15 @@ def add_parser(subparsers: Any) -> None:
     """Register ``predict``."""
     parser = subparsers.add_parser("predict", help="estimate poses in photos", description=__doc__)
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="image files or directories of images")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="write each photo with its poses drawn to DIR/<name>.jpg")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per photo (JSON Lines) instead of a summary")
-    parser.add_argument("--keypoint-threshold", type=float, default=0.3,
-                        help="hide keypoints below this score when drawing")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="write each photo with its poses drawn to DIR/<name>.jpg"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per photo (JSON Lines) instead of a summary"
+    )
+    parser.add_argument(
+        "--keypoint-threshold", type=float, default=0.3, help="hide keypoints below this score when drawing"
+    )
     add_request_options(parser)
     add_connection_options(parser)
     parser.set_defaults(handler=run)

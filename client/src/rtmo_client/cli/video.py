@@ -56,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
         with connect(args) as client:
             skeleton = client.model_info().skeleton
             pending: deque[Frame] = deque()
-            results = client.stream(remembered(video_frames(args.input), pending), channels="bgr",
-                                    batch_size=args.batch_size, **request_options(args))
+            results = client.stream(
+                remembered(video_frames(args.input), pending),
+                channels="bgr",
+                batch_size=args.batch_size,
+                **request_options(args),
+            )
             for result in progress(results, total=count or None, unit="frame", enabled=not args.no_progress):
                 drawn = draw(pending.popleft(), result, skeleton=skeleton, keypoint_threshold=args.keypoint_threshold)
                 writer.write(drawn)
