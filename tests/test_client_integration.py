@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from rtmo.serving.tritonserver import TritonServer
+from rtmo_contract import PEOPLE
 from rtmo_serving import PHOTOS, serve_repository
 
 rtmo_client = pytest.importorskip("rtmo_client", reason="needs rtmo-client: pip install -e './client[cli]'")
@@ -30,7 +31,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 pytestmark = pytest.mark.integration
 
 NAMES = ["000000196141.jpg", "image29590.jpg", "103319.jpg"]
-OUTPUTS = ("boxes", "box_scores", "keypoints", "keypoint_scores")
+OUTPUTS = tuple(tensor.name for tensor in PEOPLE[:4])  # the per-person tensors
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from typing import Any
 
+import cv2
 import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
@@ -78,8 +79,17 @@ class FakeResult:
         return self.outputs.get(name)
 
 
-def outputs_for(counts: list[int], *, truncated: list[bool] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Padded outputs as the ensemble returns them, with ``counts[row]`` people per row; values encode (row, person)."""
+def outputs_for(
+    counts: list[int],
+    *,
+    truncated: list[bool] | None = None,
+    seed: int = 0,
+    image_sizes: list[tuple[int, int]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Padded outputs as the ensemble returns them, with ``counts[row]`` people per row; values encode (row, person).
+
+    ``image_sizes`` (width, height per row) become the ``image_size`` output; without them it is left out, as an
+    older server would."""
     rows, n = len(counts), max(counts, default=0)
     boxes = np.zeros((rows, n, 4), np.float32)
     box_scores = np.zeros((rows, n), np.float32)
@@ -93,7 +103,7 @@ def outputs_for(counts: list[int], *, truncated: list[bool] | None = None, seed:
             keypoints[row, i, :, 0] = base + np.arange(J)
             keypoints[row, i, :, 1] = base + 2 * np.arange(J)
             keypoint_scores[row, i] = np.linspace(0.2, 0.95, J, dtype=np.float32)
-    return {
+    outputs = {
         "boxes": boxes,
         "box_scores": box_scores,
         "keypoints": keypoints,
@@ -101,11 +111,25 @@ def outputs_for(counts: list[int], *, truncated: list[bool] | None = None, seed:
         "num_people": np.array(counts, np.int32).reshape(rows, 1),
         "truncated": np.array(truncated or [False] * rows).reshape(rows, 1),
     }
+    if image_sizes is not None:
+        outputs["image_size"] = np.array(image_sizes, np.int32).reshape(rows, 2)
+    return outputs
+
+
+def image_sizes(request: Request) -> list[tuple[int, int]]:
+    """(width, height) of each row as the server decodes it (OpenCV, EXIF orientation applied)."""
+    if request.array is not None:
+        return [(int(request.array.shape[2]), int(request.array.shape[1]))] * request.shape[0]
+    sizes = []
+    for data in request.rows:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        sizes.append((0, 0) if image is None else (int(image.shape[1]), int(image.shape[0])))
+    return sizes
 
 
 def people_by_row_count(request: Request) -> FakeResult:
     """Default handler: row r of a request has r + 1 people."""
-    return FakeResult(outputs_for([row + 1 for row in range(request.shape[0])]))
+    return FakeResult(outputs_for([row + 1 for row in range(request.shape[0])], image_sizes=image_sizes(request)))
 
 
 @dataclass

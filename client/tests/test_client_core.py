@@ -22,7 +22,7 @@ from rtmo_client import RetryPolicy, _base
 from rtmo_client._effects import Call, Method, Operation, Sleep, Steps, call
 from rtmo_client.transport import AsyncTransport, SyncTransport
 
-PHOTO = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos" / "000000196141.jpg"
+PHOTO = Path(__file__).resolve().parents[2] / "data" / "photos" / "000000196141.jpg"
 BACKOFF = RetryPolicy(max_retries=3, initial_backoff_s=0.001, max_backoff_s=0.004, multiplier=2.0, jitter=False)
 
 

@@ -3,53 +3,24 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from fake_triton import KEYPOINT_NAMES, error
+from fake_triton import KEYPOINT_NAMES, FakeResult, error, outputs_for
 
 import rtmo_client
 from rtmo_client.errors import from_triton_error
-from rtmo_client.images import EncodedImage, Frame, encoded_size, to_payload
+from rtmo_client.images import EncodedImage, Frame, to_payload
+from rtmo_client.wire import decode_result
 
 PHOTOS = Path(__file__).resolve().parents[2] / "data" / "photos"
 
 
-@pytest.mark.parametrize("photo", sorted(PHOTOS.glob("*.jpg")), ids=lambda p: p.name)
-def test_jpeg_header_size_matches_opencv_decoding(photo: Path) -> None:
-    height, width = cv2.imread(str(photo)).shape[:2]
-    assert encoded_size(photo.read_bytes()) == (width, height)
-
-
-@pytest.mark.parametrize("extension", [".png", ".bmp", ".jpg"])
-def test_header_size_of_encoded_formats(extension: str) -> None:
-    data = cv2.imencode(extension, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
-    assert encoded_size(data) == (53, 37)
-
-
-def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """Insert an APP1 EXIF segment with one Orientation entry right after SOI."""
-    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
-    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + b"\x00" * 4
-    payload = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
-
-
-def test_exif_rotation_by_90_degrees_swaps_the_size_as_the_server_decodes_it() -> None:
-    jpeg = cv2.imencode(".jpg", np.zeros((20, 30, 3), np.uint8))[1].tobytes()
-    rotated = with_exif_orientation(jpeg, 6)
-    assert encoded_size(with_exif_orientation(jpeg, 1)) == (30, 20)
-    assert encoded_size(rotated) == (20, 30)
-    assert cv2.imdecode(np.frombuffer(rotated, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (30, 20)
-
-
 @pytest.mark.parametrize("data", [b"", b"not an image", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"])
-def test_unreadable_headers_give_no_size_and_are_left_to_the_server(data: bytes) -> None:
+def test_encoded_bytes_are_sent_as_they_are_and_left_to_the_server(data: bytes) -> None:
     payload = to_payload(data)
-    assert isinstance(payload, EncodedImage) and payload.data == data and payload.size is None
+    assert isinstance(payload, EncodedImage) and payload.data == data
 
 
 def test_paths_are_read_and_missing_files_named() -> None:
@@ -77,7 +48,7 @@ def test_bad_frames_are_refused_with_what_is_accepted(array: np.ndarray, message
 def test_frames_are_made_contiguous_bgr() -> None:
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     payload = to_payload(rgb[:, ::-1], channels="rgb")
-    assert isinstance(payload, Frame) and payload.array.flags.c_contiguous and payload.size == (3, 2)
+    assert isinstance(payload, Frame) and payload.array.flags.c_contiguous and payload.array.shape == (2, 3, 3)
     np.testing.assert_array_equal(payload.array, rgb[:, ::-1, ::-1])
 
 
@@ -148,3 +119,11 @@ def test_draw_marks_boxes_and_visible_keypoints_on_a_copy() -> None:
     assert not drawn[10 + 2 * 1, 10 + 1].any()  # left_eye (score 0.15) is not
     with pytest.raises(ValueError, match="uint8"):
         rtmo_client.draw(image.astype(np.float32), result)  # type: ignore[arg-type]
+
+
+def test_image_size_is_the_servers_and_unknown_when_an_older_server_leaves_it_out() -> None:
+    payloads = [to_payload(b"jpeg bytes"), to_payload(b"more")]
+    sizes = outputs_for([1, 0], image_sizes=[(640, 429), (20, 30)])
+    assert [r.image_size for r in decode_result(FakeResult(sizes), payloads, None)] == [(640, 429), (20, 30)]
+    older = outputs_for([1, 0])
+    assert [r.image_size for r in decode_result(FakeResult(older), payloads, None)] == [None, None]

@@ -28,9 +28,9 @@ def test_import_needs_neither_opencv_nor_tqdm() -> None:
     assert out.strip() == "[]"
 
 
-def test_package_is_typed_and_mypy_strict_clean() -> None:
+def test_package_is_typed_and_mypy_strict_clean(tmp_path: Path) -> None:
     assert (CLIENT_DIR / "src" / "rtmo_client" / "py.typed").is_file()
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental"], cwd=CLIENT_DIR, capture_output=True, text=True, timeout=120
-    )
+    # A cache of its own: a shared one left half-written by an interrupted run makes mypy crash, not report.
+    command = [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "mypy-cache")]
+    result = subprocess.run(command, cwd=CLIENT_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

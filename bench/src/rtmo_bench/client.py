@@ -39,11 +39,12 @@ import rtmo_client
 from rtmo_bench.paths import PHOTOS
 from rtmo_bench.serving import started_server
 from rtmo_bench.timing import alternate
-from rtmo_client._core import build_inputs, decode_result
 from rtmo_client.images import to_payload
+from rtmo_client.wire import build_inputs, decode_result
+from rtmo_contract import PEOPLE
 
 TARGET_RATIO = 0.95
-OUTPUTS = ("boxes", "box_scores", "keypoints", "keypoint_scores", "num_people", "truncated")
+OUTPUTS = tuple(tensor.name for tensor in PEOPLE)  # boxes, box_scores, keypoints, keypoint_scores, num_people, ...
 
 
 def raw_read(result: Any) -> list[tuple[np.ndarray, ...]]:

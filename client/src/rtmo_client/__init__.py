@@ -13,7 +13,6 @@ Errors all derive from :class:`RTMOClientError` (see :mod:`rtmo_client.errors`).
 
 from __future__ import annotations
 
-from rtmo_client._core import RetryPolicy
 from rtmo_client.async_client import AsyncClient
 from rtmo_client.client import Client
 from rtmo_client.coco import to_coco, write_coco
@@ -29,6 +28,7 @@ from rtmo_client.errors import (
 )
 from rtmo_client.results import Keypoint, ModelInfo, Person, PoseResult, ServerInfo
 from rtmo_client.sources import image_files, video_frames
+from rtmo_client.wire import RetryPolicy
 
 __all__ = [
     "AsyncClient",

@@ -15,18 +15,6 @@ from typing import Any, TypeVar
 
 from tritonclient.utils import InferenceServerException
 
-from rtmo_client._core import (
-    FRAME_MODEL,
-    InferResultLike,
-    RetryPolicy,
-    decode_result,
-    inputs_for,
-    model_for,
-    parse_model_info,
-    parse_server_info,
-    request_parameters,
-    retry_policy,
-)
 from rtmo_client._effects import Operation, Sleep, call
 from rtmo_client._shm import SERVER_FLAG_HINT, FramePool, Region, batch_bytes, frame_input_in
 from rtmo_client.errors import (
@@ -40,13 +28,25 @@ from rtmo_client.errors import (
 from rtmo_client.images import Channels, Frame, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import CertificateSource, tls_credentials
+from rtmo_client.wire import (
+    InferResultLike,
+    RetryPolicy,
+    decode_result,
+    inputs_for,
+    model_for,
+    parse_model_info,
+    parse_server_info,
+    request_parameters,
+    retry_policy,
+)
+from rtmo_contract import ENSEMBLES, FRAME_MODEL
 
 LOGGER = logging.getLogger("rtmo_client")
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 3
-READY_MODELS = ("rtmo", "rtmo_frames")
+READY_MODELS = ENSEMBLES
 
 T = TypeVar("T")
 

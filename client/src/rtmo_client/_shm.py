@@ -25,6 +25,7 @@ import tritonclient.grpc as grpcclient
 
 from rtmo_client.errors import SharedMemoryError
 from rtmo_client.images import Frame
+from rtmo_contract import FRAME_INPUT
 
 SERVER_FLAG_HINT = (
     "system shared memory needs the client and the server on one host sharing /dev/shm; "
@@ -116,7 +117,7 @@ def frame_input_in(region: Region, frames: Sequence[Frame]) -> grpcclient.InferI
     for row, frame in enumerate(frames):
         view[row] = frame.array
     del view  # the region cannot be closed while a view of its buffer exists
-    tensor = grpcclient.InferInput("frame", list(shape), "UINT8")
+    tensor = grpcclient.InferInput(FRAME_INPUT.name, list(shape), FRAME_INPUT.data_type)
     tensor.set_shared_memory(region.name, batch_bytes(frames))
     return tensor
 

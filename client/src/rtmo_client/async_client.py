@@ -8,12 +8,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from rtmo_client._base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_URL, READY_MODELS, BaseClient
-from rtmo_client._core import IMAGE_MODEL, RetryPolicy
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import Batcher, OrderedWindow, validate_options
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import AsyncTransport, CertificateSource, async_grpc_transport
+from rtmo_client.wire import RetryPolicy
+from rtmo_contract import IMAGE_MODEL
 
 __all__ = ["AsyncClient"]
 

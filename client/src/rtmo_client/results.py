@@ -72,8 +72,8 @@ class PoseResult:
 
     Attributes:
         people: The detected people.
-        image_size: ``(width, height)`` of the image as the server decoded it (EXIF orientation applied), or None
-            when the client could not read it from the encoded file's header.
+        image_size: ``(width, height)`` of the image as the server decoded it (EXIF orientation applied), from the
+            server's ``image_size`` output; None from a server that does not return it.
         truncated: Every candidate the server kept passed the score threshold, so people may be missing.
     """
 

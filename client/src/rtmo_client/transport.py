@@ -16,7 +16,7 @@ import grpc
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 
-from rtmo_client._core import InferResultLike
+from rtmo_client.wire import InferResultLike
 
 __all__ = [
     "AsyncTransport",

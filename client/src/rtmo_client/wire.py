@@ -1,6 +1,7 @@
-"""Request building, response decoding, metadata parsing and the retry policy: pure functions, no I/O.
+"""The wire format, public: request building, response decoding, metadata parsing and the retry policy, no I/O.
 
-:mod:`rtmo_client._base` calls them from the operations both clients run.
+:mod:`rtmo_client._base` calls them from the operations both clients run; tools that drive ``tritonclient``
+themselves (the SDK benchmark) use them to build and read the same tensors. Names come from ``rtmo_contract``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ import tritonclient.grpc as grpcclient
 from rtmo_client.errors import InvalidInputError, ServerError
 from rtmo_client.images import EncodedImage, Frame, Payload
 from rtmo_client.results import ModelInfo, Person, PoseResult, ServerInfo
-
-IMAGE_MODEL = "rtmo"
-FRAME_MODEL = "rtmo_frames"
-OUTPUTS = ("boxes", "box_scores", "keypoints", "keypoint_scores", "num_people", "truncated")
+from rtmo_contract import FRAME_INPUT, FRAME_MODEL, IMAGE_INPUT, IMAGE_MODEL
 
 
 class InferResultLike(Protocol):
@@ -120,7 +118,7 @@ def model_for(payloads: Sequence[Payload]) -> str:
 
 def image_input(payloads: Sequence[EncodedImage]) -> grpcclient.InferInput:
     """The ``image`` BYTES ``[B, 1]`` input of the ``rtmo`` model."""
-    tensor = grpcclient.InferInput("image", [len(payloads), 1], "BYTES")
+    tensor = grpcclient.InferInput(IMAGE_INPUT.name, [len(payloads), 1], "BYTES")
     rows = np.empty((len(payloads), 1), dtype=np.object_)
     for row, payload in enumerate(payloads):
         rows[row, 0] = payload.data
@@ -138,7 +136,7 @@ def frames_array(payloads: Sequence[Frame]) -> npt.NDArray[np.uint8]:
 def frame_input(payloads: Sequence[Frame]) -> grpcclient.InferInput:
     """The ``frame`` UINT8 ``[B, H, W, 3]`` input of the ``rtmo_frames`` model, sent in the request body."""
     batch = frames_array(payloads)
-    tensor = grpcclient.InferInput("frame", list(batch.shape), "UINT8")
+    tensor = grpcclient.InferInput(FRAME_INPUT.name, list(batch.shape), FRAME_INPUT.data_type)
     tensor.set_data_from_numpy(batch)
     return tensor
 
@@ -187,9 +185,11 @@ def decode_result(result: InferResultLike, payloads: Sequence[Payload], info: Mo
     keypoint_scores = _output(result, "keypoint_scores", rows)
     num_people = _output(result, "num_people", rows).reshape(rows)
     truncated = _output(result, "truncated", rows).reshape(rows)
+    # A server older than the image_size output leaves it out: the size is then unknown rather than guessed here.
+    sizes = result.as_numpy("image_size")
     names = keypoint_names_for(info, int(keypoints.shape[2]) if keypoints.ndim == 4 else 0)
     results = []
-    for row, payload in enumerate(payloads):
+    for row in range(rows):
         n = int(num_people[row])
         # tolist() converts a row at once: per-element float() dominated the client's time with many people.
         people = [
@@ -204,7 +204,8 @@ def decode_result(result: InferResultLike, payloads: Sequence[Payload], info: Mo
                 boxes[row, :n].tolist(), box_scores[row, :n].tolist(), keypoints[row, :n], keypoint_scores[row, :n]
             )
         ]
-        results.append(PoseResult(people=people, image_size=payload.size, truncated=bool(truncated[row])))
+        size = None if sizes is None else (int(sizes[row][0]), int(sizes[row][1]))
+        results.append(PoseResult(people=people, image_size=size, truncated=bool(truncated[row])))
     return results
 
 
