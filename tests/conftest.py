@@ -104,7 +104,7 @@ REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 
 @pytest.fixture(scope="session")
 def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight tiny RTMO exported once per session (ONNX, DCC weights, metadata)."""
+    """A random-weight tiny RTMO exported once per session (network and keypoint-decoder ONNX, metadata)."""
     model, provenance = load_model("random:tiny")
     return export_onnx(model, tmp_path_factory.mktemp("export") / "tiny", provenance=provenance).onnx_path.parent
 

@@ -10,7 +10,7 @@ from rtmo.build.__main__ import main
 from rtmo.build.assemble import copy_templates
 
 
-def test_build_all_cpu_fills_repository_with_onnx_dcc_and_cpu_configs(tmp_path):
+def test_build_all_cpu_fills_repository_with_both_onnx_models_and_cpu_configs(tmp_path):
     from pathlib import Path
 
     repository = tmp_path / "model_repository"
@@ -31,7 +31,7 @@ def test_build_all_cpu_fills_repository_with_onnx_dcc_and_cpu_configs(tmp_path):
         == 0
     )
     assert (repository / "engine" / "1" / "model.onnx").stat().st_size > 1_000_000
-    assert (repository / "postprocess" / "1" / "dcc.npz").is_file()
+    assert (repository / "keypoints" / "1" / "model.onnx").is_file()
     assert (repository / "engine" / "configs" / "cpu.pbtxt").is_file()
     assert json.loads((tmp_path / "work" / "export" / "metadata.json").read_text())["input_size"] == [416, 416]
 

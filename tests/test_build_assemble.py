@@ -23,7 +23,8 @@ PHOTO = Path(__file__).resolve().parents[1] / "data" / "photos" / "000000196141.
 def test_checked_in_config_parses_as_model_config(model: str) -> None:
     config = text_format.Parse((REPOSITORY / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert config.name == model
-    assert config.max_batch_size == 8
+    # keypoints: one row per person, top-K (256) x the ensembles' batch (8).
+    assert config.max_batch_size == (256 * 8 if model == "keypoints" else 8)
     if config.platform != "ensemble":
         assert config.HasField("dynamic_batching")
 
@@ -44,7 +45,7 @@ def test_ensemble_steps_name_existing_tensors() -> None:
 def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(export_tiny: Path, repo_copy: Path) -> None:
     written = assemble_repository(export_tiny, target="cpu", repository=repo_copy, max_batch_size=4)
     assert (repo_copy / "engine" / "1" / "model.onnx").is_file() and (
-        repo_copy / "postprocess" / "1" / "dcc.npz"
+        repo_copy / "keypoints" / "1" / "model.onnx"
     ).is_file()
     configs = {
         m: text_format.Parse((repo_copy / m / "configs" / "cpu.pbtxt").read_text(), model_config_pb2.ModelConfig())
@@ -58,6 +59,12 @@ def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(expo
     assert list(engine.model_warmup[0].inputs["images"].dims) == [416, 416, 3]
     assert configs["preprocess"].parameters["input_size"].string_value == "416"
     assert configs["postprocess"].parameters["num_anchors"].string_value == "845"
+    assert configs["postprocess"].parameters["keypoints_max_batch_size"].string_value == str(256 * 4)
+    keypoints = configs["keypoints"]
+    # One row per person: every candidate of a full batch fits one call; served by ONNX Runtime on the cpu target.
+    assert keypoints.backend == "python" and keypoints.max_batch_size == 256 * 4
+    assert {t.name: list(t.dims) for t in keypoints.input}["pose_vectors"] == [192]
+    assert list(keypoints.output[0].dims) == [17, 2]
     rtmo = configs["rtmo"]
     assert json.loads(rtmo.parameters["keypoint_names"].string_value)[0] == "nose"
     assert rtmo.parameters["checkpoint"].string_value == "random:tiny"
@@ -122,6 +129,9 @@ def test_assemble_repository_gpu_refuses_plan_profile_below_max_batch(
         assemble_repository(export, target="gpu", repository=repo_copy)
     (export / "model.plan").write_bytes(b"plan")
     (export / "model.plan.json").write_text(json.dumps({"profile": {"min_batch": 1, "opt_batch": 2, "max_batch": 4}}))
+    with pytest.raises(BuildError, match="needs a TensorRT plan at .*keypoints.plan"):  # the decoder's plan too
+        assemble_repository(export, target="gpu", repository=repo_copy)
+    (export / "keypoints.plan").write_bytes(b"keypoints plan")
     with pytest.raises(BuildError, match="max batch is 4, below max_batch_size 8"):
         assemble_repository(export, target="gpu", repository=repo_copy)
     assemble_repository(export, target="gpu", repository=repo_copy, max_batch_size=4)
@@ -129,10 +139,33 @@ def test_assemble_repository_gpu_refuses_plan_profile_below_max_batch(
         (repo_copy / "engine" / "configs" / "gpu.pbtxt").read_text(), model_config_pb2.ModelConfig()
     )
     assert gpu.platform == "tensorrt_plan" and (repo_copy / "engine" / "1" / "model.plan").read_bytes() == b"plan"
+    keypoints = text_format.Parse(
+        (repo_copy / "keypoints" / "configs" / "gpu.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    assert keypoints.platform == "tensorrt_plan" and keypoints.max_batch_size == 256 * 4
+    assert (repo_copy / "keypoints" / "1" / "model.plan").read_bytes() == b"keypoints plan"
 
 
 def test_assemble_main_returns_1_with_message_when_export_is_missing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert main(["--export-dir", str(tmp_path), "--target", "cpu", "--repository", str(REPOSITORY)]) == 1
-    assert "missing ['model.onnx', 'dcc.npz', 'metadata.json']" in caplog.text
+    assert "missing ['model.onnx', 'keypoints.onnx', 'metadata.json']" in caplog.text
+
+
+def test_assemble_repository_sets_python_model_instances_and_refuses_others(export_tiny: Path, repo_copy: Path) -> None:
+    assemble_repository(export_tiny, target="cpu", repository=repo_copy, instances={"preprocess": 3, "postprocess": 2})
+    counts = {
+        model: [
+            group.count
+            for group in text_format.Parse(
+                (repo_copy / model / "configs" / "cpu.pbtxt").read_text(), model_config_pb2.ModelConfig()
+            ).instance_group
+        ]
+        for model in ("preprocess", "postprocess", "engine", "keypoints")
+    }
+    assert counts == {"preprocess": [3], "postprocess": [2], "engine": [1], "keypoints": [1]}
+    with pytest.raises(BuildError, match="instances: got engine=2; accepted: preprocess, postprocess = 1..64"):
+        assemble_repository(export_tiny, target="cpu", repository=repo_copy, instances={"engine": 2})
+    with pytest.raises(BuildError, match="instances: got preprocess=0"):
+        assemble_repository(export_tiny, target="cpu", repository=repo_copy, instances={"preprocess": 0})

@@ -27,7 +27,8 @@ def write_export(directory: Path, request: PlanRequest = WANTED) -> Path:
     """An export folder as ``python -m rtmo.build --target gpu`` leaves it, with a sidecar describing ``request``."""
     directory.mkdir(parents=True)
     (directory / "model.onnx").write_bytes(b"onnx graph bytes")
-    (directory / "dcc.npz").write_bytes(b"npz")
+    (directory / "keypoints.onnx").write_bytes(b"onnx")
+    (directory / "keypoints.plan").write_bytes(b"plan")
     (directory / "model.plan").write_bytes(b"plan")
     (directory / "metadata.json").write_text(json.dumps({"top_k": request.top_k, "input_size": [640, 640]}))
     sidecar = {

@@ -374,6 +374,7 @@ def cpu_and_gpu_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[s
     # No TensorRT here: a stand-in plan file and its sidecar, as rtmo.build.engine writes them on a GPU.
     (export / "model.plan").write_bytes(b"stand-in plan")
     (export / "model.plan.json").write_text(json.dumps({"profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8}}))
+    (export / "keypoints.plan").write_bytes(b"stand-in keypoints plan")
     repositories = {}
     for target in ("cpu", "gpu"):
         repository = base / target
@@ -404,15 +405,19 @@ def test_cpu_and_gpu_targets_serve_the_same_models_tensors_and_ensemble_steps(
     cpu_and_gpu_repositories: dict[str, Path],
 ) -> None:
     cpu, gpu = (_configs(cpu_and_gpu_repositories[t], t) for t in ("cpu", "gpu"))
-    assert set(cpu) == set(gpu) == {"preprocess", "engine", "postprocess", "rtmo", "rtmo_frames"}
+    assert set(cpu) == set(gpu) == {"preprocess", "engine", "keypoints", "postprocess", "rtmo", "rtmo_frames"}
+    compiled = ("engine", "keypoints")  # TensorRT plans on GPU, ONNX Runtime in the Python backend on CPU
     for name in cpu:
         assert _interface(cpu[name]) == _interface(gpu[name]), name
-        if name != "engine":
+        if name not in compiled:
             assert cpu[name] == gpu[name] or name in ("rtmo", "rtmo_frames"), f"{name} differs beyond the engine"
-    # Only the engine's runtime differs: ONNX Runtime in the Python backend vs the TensorRT plan.
-    assert (cpu["engine"].backend, gpu["engine"].platform) == ("python", "tensorrt_plan")
-    assert gpu["engine"].instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    # Only the runtime of the two compiled graphs differs: ONNX Runtime in the Python backend vs the TensorRT plan.
+    for name in compiled:
+        assert (cpu[name].backend, gpu[name].platform) == ("python", "tensorrt_plan"), name
+        assert gpu[name].instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert (cpu_and_gpu_repositories["gpu"] / "engine" / "1" / "model.plan").read_bytes() == b"stand-in plan"
+    keypoints_plan = cpu_and_gpu_repositories["gpu"] / "keypoints" / "1" / "model.plan"
+    assert keypoints_plan.read_bytes() == b"stand-in keypoints plan"
     for ensemble in ("rtmo", "rtmo_frames"):
         assert (
             cpu[ensemble].parameters["target"].string_value == "cpu"

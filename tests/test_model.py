@@ -109,18 +109,47 @@ def test_predict_boxes_are_clamped_to_the_network_input_like_mmpose(tiny_model, 
     assert (corners[..., 0] < 0).any()  # some do reach into the padding, so the clamp bound is really exercised
 
 
-def test_numpy_dcc_decode_equals_torch_dcc(tiny_model):
-    from rtmo.runtime.dcc import dcc_decode
-
+def _decoder_inputs(num_people: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(0)
-    pose = rng.normal(size=(7, 192)).astype(np.float32)
-    xy = rng.uniform(0, 300, size=(7, 2)).astype(np.float32)
-    boxes = np.concatenate([xy, xy + rng.uniform(20, 200, size=(7, 2)).astype(np.float32)], axis=1)
-    priors = rng.uniform(0, 416, size=(7, 2)).astype(np.float32)
+    pose = rng.normal(size=(num_people, channels)).astype(np.float32)
+    xy = rng.uniform(0, 300, size=(num_people, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(20, 200, size=(num_people, 2)).astype(np.float32)], axis=1)
+    priors = rng.uniform(0, 416, size=(num_people, 2)).astype(np.float32)
+    return torch.from_numpy(pose), torch.from_numpy(boxes), torch.from_numpy(priors)
+
+
+def test_keypoint_decoder_computes_the_dcc_function_exactly_in_float64(tiny_model):
+    import copy
+
+    model = copy.deepcopy(tiny_model).double()
+    # The float32 linspace of the checkpoint's bins is uneven by ~3e-8 (float32 noise, which the decoder's evenly
+    # spaced blocks do not reproduce); evenly spaced float64 bins isolate the algebra.
+    dcc = model.head.dcc
+    dcc.x_bins = torch.linspace(-0.5, 0.5, len(dcc.x_bins), dtype=torch.float64)
+    dcc.y_bins = torch.linspace(-0.5, 0.5, len(dcc.y_bins), dtype=torch.float64)
+    inputs = [t.double() for t in _decoder_inputs(7, model.config.pose_vec_channels)]
     with torch.no_grad():
-        expected = tiny_model.head.dcc(
-            torch.from_numpy(pose), torch.from_numpy(boxes), torch.from_numpy(priors)
-        ).numpy()
-    got = dcc_decode(tiny_model.dcc_weights(), pose, boxes, priors)
-    np.testing.assert_allclose(got, expected, atol=5e-3)  # float32 summation order differs
-    assert np.ptp(got[..., 0]) > 1.0  # keypoints actually spread out: the comparison is not trivial
+        expected = dcc(*inputs)
+        got = model.keypoint_decoder()(*inputs)
+    # Re-association and angle addition change only rounding: in float64 the two agree to far below a pixel's 1e-6.
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6, rtol=0)
+    assert np.ptp(got[..., 0].numpy()) > 1.0  # keypoints actually spread out: the comparison is not trivial
+
+
+def test_keypoint_decoder_in_float32_stays_within_float_noise_of_the_dcc(tiny_model):
+    inputs = _decoder_inputs(7, tiny_model.config.pose_vec_channels)
+    with torch.no_grad():
+        expected = tiny_model.head.dcc(*inputs).numpy()
+        got = tiny_model.keypoint_decoder()(*inputs).numpy()
+    np.testing.assert_allclose(got, expected, atol=5e-3)  # float32 rounding, summation order differ
+
+
+def test_keypoint_decoder_refuses_bins_that_blocks_do_not_divide(tiny_model):
+    import copy
+
+    from rtmo.keypoint_decoder import KeypointDecoder
+
+    dcc = copy.deepcopy(tiny_model.head.dcc)
+    dcc.x_bins = torch.linspace(-0.5, 0.5, 190)
+    with pytest.raises(ValueError, match="x_bins: 190 bins; accepted: a multiple of 16"):
+        KeypointDecoder(dcc, bbox_padding=1.25)

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
 
-from fake_triton_backend import FakeError, FakeRequest
+from fake_triton_backend import FakeError, FakeInferenceRequest, FakeRequest
 from image_files import encode
 from rtmo.build.assemble import assemble_repository
 
@@ -70,6 +71,8 @@ def test_postprocess_adapter_pads_outputs_and_refuses_bad_parameters(
 ) -> None:
     assemble_repository(export_tiny, target="cpu", repository=repo_copy)
     model = load_adapter(repo_copy, "postprocess")
+    decoder = ort.InferenceSession(str(repo_copy / "keypoints" / "1" / "model.onnx"))
+    FakeInferenceRequest.MODELS["keypoints"] = lambda feed: {"keypoints": decoder.run(None, feed)[0]}
     k, j, c = 256, 17, 192
     rng = np.random.default_rng(0)
     boxes = np.sort(rng.uniform(0, 400, (2, k, 4)).reshape(2, k, 2, 2), axis=2).reshape(2, k, 4).astype(np.float32)
@@ -97,3 +100,24 @@ def test_postprocess_adapter_pads_outputs_and_refuses_bad_parameters(
         responses[1].error.code == FakeError.INVALID_ARG and "nms_iou_threshold: got 2.0" in responses[1].error.message
     )
     assert responses[2].error is None and 1 <= responses[2].tensors["num_people"][0, 0] <= 30
+    # One keypoints call for the survivors of both valid requests (3 capped + the pose-NMS request's box survivors).
+    ((name, feed),) = FakeInferenceRequest.calls
+    assert name == "keypoints" and len(feed["boxes"]) > 3 and feed["pose_vectors"].shape[1] == c
+    np.testing.assert_array_equal(first["image_size"], [[416, 416], [416, 416]])
+
+
+def test_postprocess_adapter_answers_internal_when_the_keypoints_model_fails(pb_utils: object, export_tiny, repo_copy):
+    assemble_repository(export_tiny, target="cpu", repository=repo_copy)
+    model = load_adapter(repo_copy, "postprocess")  # no keypoints model registered: the BLS call fails
+    k, j, c = 256, 17, 192
+    inputs = {
+        "candidate_scores": np.full((1, k), 0.9, np.float32),
+        "candidate_boxes": np.tile(np.array([10, 10, 100, 200], np.float32), (1, k, 1)),
+        "candidate_keypoint_visibility": np.zeros((1, k, j), np.float32),
+        "candidate_pose_vectors": np.zeros((1, k, c), np.float32),
+        "candidate_priors": np.full((1, k, 2), 50.0, np.float32),
+        "letterbox": np.array([[208, 208, 416, 416, 416, 416]], np.float32),
+    }
+    responses = model.execute([FakeRequest(inputs), FakeRequest(inputs, {"max_people": 0})])
+    assert responses[0].error.code == FakeError.INTERNAL and "see the server log" in responses[0].error.message
+    assert responses[1].error.code == FakeError.INVALID_ARG  # its own bad parameter, not the shared failure

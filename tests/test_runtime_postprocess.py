@@ -1,12 +1,10 @@
-"""rtmo.runtime.postprocess and its parts: box NMS, the DCC weights file, MMPose's pose NMS, the anchor grid."""
+"""rtmo.runtime.postprocess and its parts: box NMS, survivors, the batch-wide decode, pose NMS, the anchor grid."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rtmo.candidates import make_priors
-from rtmo.runtime.dcc import DCCWeights
 from rtmo.runtime.pose_nms import nearby_joints_nms
 from rtmo.runtime.postprocess import nms
 
@@ -29,24 +27,6 @@ def test_nms_suppresses_only_overlaps_above_threshold():
     assert nms(boxes, scores, 0.99).tolist() == [3, 0, 1, 2]
 
 
-def test_dcc_weights_round_trip_through_npz(tmp_path):
-    rng = np.random.default_rng(1)
-    fields = {name: rng.normal(size=(3,)).astype(np.float32) for name in DCCWeights.__dataclass_fields__}
-    fields.update(bn_eps=1e-5, gau_g=1.5, bbox_padding=1.25)
-    weights = DCCWeights(**fields)
-    weights.save(tmp_path / "dcc.npz")
-    loaded = DCCWeights.load(tmp_path / "dcc.npz")
-    np.testing.assert_array_equal(loaded.gau_uv, weights.gau_uv)
-    assert loaded.gau_g == pytest.approx(1.5)
-
-
-def test_dcc_weights_load_rejects_other_npz(tmp_path):
-    np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a DCC weights file"):
-        DCCWeights.load(tmp_path / "other.npz")
-
-
-# ---------------------------------------------------------------------------------------------- pose NMS
 def test_nearby_joints_nms_suppresses_a_shifted_duplicate_and_keeps_a_distant_pose() -> None:
     rng = np.random.default_rng(0)
     pose = rng.uniform(0, 100, (17, 2))

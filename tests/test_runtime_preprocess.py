@@ -151,3 +151,18 @@ def test_letterbox_round_trips_through_array_form():
     np.testing.assert_array_equal(again.center, box.center)
     np.testing.assert_array_equal(again.scale, box.scale)
     assert again.input_size == (416, 416)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "shifted"),
+    [(480, 640, True), (640, 480, True), (640, 640, True), (320, 640, True), (479, 640, False), (333, 500, False)],
+)
+def test_letterbox_copies_whole_pixel_shifts_bit_identically_to_warp_affine(height, width, shifted) -> None:
+    from rtmo.runtime.preprocess import _shifted_copy, _warp_matrix
+
+    image = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    canvas, box = letterbox(image, (640, 640))
+    matrix = _warp_matrix(box.center, box.scale, (640, 640))
+    warped = cv2.warpAffine(image, matrix, (640, 640), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
+    assert (_shifted_copy(image, matrix, (640, 640)) is not None) == shifted  # VGA takes the copy
+    np.testing.assert_array_equal(canvas, warped)

@@ -53,3 +53,10 @@ def test_parse_parameters_ignores_keys_triton_and_clients_reserve() -> None:
 def test_request_parameters_validate_when_built_directly() -> None:
     with pytest.raises(InvalidRequestError, match="max_people: got -1"):
         RequestParameters(max_people=-1)
+
+
+def test_exports_are_sorted_and_exist() -> None:
+    import rtmo_contract
+
+    assert rtmo_contract.__all__ == sorted(rtmo_contract.__all__)
+    assert all(hasattr(rtmo_contract, name) for name in rtmo_contract.__all__)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from rtmo.build.assemble import assemble_repository
+from rtmo.build.assemble import add_instance_options, assemble_repository, instance_counts
 from rtmo.errors import RTMOError
 from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
 
@@ -30,7 +30,13 @@ def serve(args: argparse.Namespace) -> int:
             f"--repository {args.repository}: no rtmo model repository there (rtmo/config.pbtxt missing); "
             "run rtmo serve from the project's checkout or pass --repository PATH"
         )
-    assemble_repository(prepared.export_dir, target="cpu", repository=repository, max_batch_size=args.max_batch_size)
+    assemble_repository(
+        prepared.export_dir,
+        target="cpu",
+        repository=repository,
+        max_batch_size=args.max_batch_size,
+        instances=instance_counts(args),
+    )
     server = cpu_server(
         repository,
         grpc_port=args.grpc_port,
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model repository to assemble and serve (default: %(default)s, of the current directory)",
     )
     p.add_argument("--max-batch-size", type=int, default=8)
+    add_instance_options(p)
     p.add_argument("--top-k", type=int, default=256, help="candidates per image kept by the engine")
     p.add_argument("--log-file", type=Path, default=None)
     p.add_argument("--startup-timeout-s", type=float, default=180.0)

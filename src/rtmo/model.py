@@ -12,8 +12,8 @@ from rtmo.backbone import CSPDarknet
 from rtmo.candidates import CandidateNet, to_numpy
 from rtmo.config import RTMOConfig
 from rtmo.head import HeadOutputs, RTMOHead
+from rtmo.keypoint_decoder import KeypointDecoder
 from rtmo.neck import HybridEncoder
-from rtmo.runtime.dcc import DCCWeights
 from rtmo.runtime.postprocess import Candidates, Poses, people
 from rtmo.runtime.preprocess import letterbox
 from rtmo_contract import RENAMED_PARAMETERS, RequestParameters
@@ -56,38 +56,9 @@ class RTMO(nn.Module):
             raise ValueError(f"x: batch must be >= 1 and H, W multiples of 32, got {tuple(x.shape)}")
         return self.head(self.neck(self.backbone(x)))
 
-    def dcc_weights(self) -> DCCWeights:
-        """The DCC's FP32 weights for the NumPy keypoint decoder (``rtmo.runtime.dcc.dcc_decode``)."""
-        dcc = self.head.dcc
-        fc, bn = dcc.pose_to_kpts
-
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return t.detach().cpu().float().numpy().copy()
-
-        return DCCWeights(
-            pose_fc_weight=arr(fc.weight),
-            pose_fc_bias=arr(fc.bias),
-            bn_mean=arr(bn.running_mean),
-            bn_var=arr(bn.running_var),
-            bn_weight=arr(bn.weight),
-            bn_bias=arr(bn.bias),
-            bn_eps=float(bn.eps),
-            gau_uv=arr(dcc.gau.uv.weight),
-            gau_o=arr(dcc.gau.o.weight),
-            gau_gamma=arr(dcc.gau.gamma),
-            gau_beta=arr(dcc.gau.beta),
-            gau_g=float(dcc.gau.ln.g.item()),
-            gau_res_scale=arr(dcc.gau.res_scale.scale),
-            pos_enc=arr(dcc.pos_enc),
-            x_fc_weight=arr(dcc.x_fc.weight),
-            x_fc_bias=arr(dcc.x_fc.bias),
-            y_fc_weight=arr(dcc.y_fc.weight),
-            y_fc_bias=arr(dcc.y_fc.bias),
-            dim_t=arr(dcc.spe.dim_t),
-            x_bins=arr(dcc.x_bins),
-            y_bins=arr(dcc.y_bins),
-            bbox_padding=float(self.config.bbox_padding),
-        )
+    def keypoint_decoder(self) -> KeypointDecoder:
+        """The DCC's inference path on its own (``rtmo.keypoint_decoder``), sharing this model's weights."""
+        return KeypointDecoder(self.head.dcc, bbox_padding=self.config.bbox_padding).eval()
 
     @torch.inference_mode()
     def predict(
@@ -142,14 +113,15 @@ class RTMO(nn.Module):
         batch = torch.from_numpy(np.stack([canvas for canvas, _ in boxed]))
         net = CandidateNet(self, top_k=10**9).eval()
         outputs = to_numpy(net(batch))
-        dcc = self.dcc_weights()
-        return [
-            people(
-                Candidates(*(o[i] for o in outputs)),
-                dcc=dcc,
-                box=boxed[i][1],
-                parameters=parameters,
-                num_anchors=net.top_k,
+        decoder = self.keypoint_decoder()
+
+        def decode(pose_vectors: np.ndarray, boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
+            tensors = (
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (pose_vectors, boxes, priors)
             )
-            for i in range(len(images))
+            return decoder(*tensors).numpy()
+
+        images_candidates = [
+            (Candidates(*(o[i] for o in outputs)), boxed[i][1], parameters) for i in range(len(images))
         ]
+        return people(images_candidates, decode, num_anchors=net.top_k)

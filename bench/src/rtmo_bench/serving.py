@@ -49,9 +49,11 @@ from rtmo.runtime.preprocess import letterbox
 from rtmo.serving.cpu import DEFAULT_CHECKPOINT, artifact_dir, cpu_server, prepare_artifacts
 from rtmo.serving.tritonserver import free_ports
 from rtmo_bench.closed_loop import Caller, LoadResult, run_closed_loop
+from rtmo_bench.crowd import crowd_checkpoint
 from rtmo_bench.memory import RssSampler
 from rtmo_bench.paths import MODEL_REPOSITORY, PHOTOS
 from rtmo_bench.triton_stats import Counters, StageFigures, deltas, ensemble_breakdown, figures, snapshot, total
+from rtmo_contract import KEYPOINTS
 
 LOGGER = logging.getLogger(__name__)
 SIZE_PHOTO = PHOTOS / "103319.jpg"
@@ -250,6 +252,34 @@ def bench_concurrency(
             "engine_over_raw_ort": _ratio(engine.images_per_s, raw.images_per_s),
             "ensemble_over_raw_ort": _ratio(ensemble.images_per_s, raw.images_per_s),
         }
+        decoder = ensemble_stats.get(KEYPOINTS)
+        if decoder is not None and decoder.images:  # batch rows of the keypoints model are people
+            rows[str(c)]["ensemble"]["decode_ms_per_person"] = round(decoder.compute_ms_per_image, 4)
+            rows[str(c)]["ensemble"]["server"][KEYPOINTS] = decoder.as_dict()
+    return rows
+
+
+def bench_people(args: argparse.Namespace, *, threads: int) -> dict[str, Any]:
+    """The concurrency table on one photo for checkpoints that find about each of ``args.people`` people in it."""
+    photo = args.people_photo.read_bytes()
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rtmo-bench-crowd-") as work:
+        for wanted in args.people:
+            checkpoint, found = crowd_checkpoint(
+                args.people_size, args.people_photo, wanted, Path(work) / f"crowd-{wanted}.pth"
+            )
+            LOGGER.info("people axis: %d asked, %d found by RTMO.predict", wanted, found)
+            with started_server(
+                str(checkpoint), threads=threads, max_batch_size=args.max_batch_size, top_k=args.top_k
+            ) as (server, onnx):
+                input_size, parameters = engine_metadata(server.urls.grpc)
+                target = Target(server.urls.grpc, onnx, threads, input_size, parameters, server.pid, True)
+                rows[str(wanted)] = {
+                    "people_found": people_per_image(target.grpc_url, [photo]),
+                    "concurrency": bench_concurrency(
+                        target, [photo], concurrency=args.concurrency, duration_s=args.duration_s, rounds=args.rounds
+                    ),
+                }
     return rows
 
 
@@ -445,6 +475,23 @@ def format_tables(report: dict[str, Any]) -> str:
                 f"{b['preprocess_ms_per_image']:>10.2f} {b['engine_ms_per_image']:>10.2f} "
                 f"{b['postprocess_ms_per_image']:>11.2f} | {row['ensemble']['server']['engine']['mean_batch']:>9.2f}"
             )
+    if "people" in report:
+        lines.append("")
+        lines.append(f"people axis (one photo, {report['people_photo']}; decode = keypoints model compute per person)")
+        lines.append(
+            f"{'asked':>5} {'found':>6} {'conc':>4} | {'raw ORT img/s':>13} {'rtmo img/s':>10} {'rtmo/ORT':>8} | "
+            f"{'decode ms/person':>16} {'post share':>10}"
+        )
+        for wanted, entry in report["people"].items():
+            for c, row in entry["concurrency"].items():
+                ensemble = row["ensemble"]
+                decode = ensemble.get("decode_ms_per_person")
+                lines.append(
+                    f"{wanted:>5} {entry['people_found']:>6} {c:>4} | {row['raw_ort']['images_per_s']:>13.2f} "
+                    f"{ensemble['images_per_s']:>10.2f} {row['ensemble_over_raw_ort'] or 0:>8.3f} | "
+                    f"{'-' if decode is None else f'{decode:.4f}':>16} "
+                    f"{ensemble['breakdown'].get('postprocess_share', 0):>10.1%}"
+                )
     if "image_sizes" in report:
         lines.append("")
         lines.append(f"ensemble vs image size (one JPEG per request, concurrency {report['image_size_concurrency']})")
@@ -511,6 +558,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["concurrency"] = bench_concurrency(
             target, photos, concurrency=args.concurrency, duration_s=args.duration_s, rounds=args.rounds
         )
+        if args.people:
+            report["people_photo"] = args.people_photo.name
+            report["people"] = bench_people(args, threads=target.threads)
         if args.sizes:
             report["image_size_concurrency"] = args.size_concurrency or max(args.concurrency)
             report["image_sizes"] = bench_image_sizes(
@@ -585,6 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--photos", type=Path, default=PHOTOS, help="directory of JPEG photos (default: the test photos)"
     )
+    parser.add_argument(
+        "--people",
+        type=int,
+        nargs="*",
+        default=[],
+        help="people-count axis: the concurrency table again for random-weight checkpoints that find about this "
+        "many people in --people-photo (e.g. 0 20 100); each gets its own server",
+    )
+    parser.add_argument("--people-photo", type=Path, default=PHOTOS / "000000197388.jpg")
+    parser.add_argument("--people-size", default="small", help="model size of the people axis (default %(default)s)")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=256)
     parser.add_argument(

@@ -20,12 +20,16 @@ from typing import Any
 __all__ = [
     "CANDIDATES",
     "CANDIDATE_PREFIX",
+    "DECODER_INPUTS",
+    "DECODER_OUTPUT",
     "ENGINE",
     "ENSEMBLES",
     "FRAME_INPUT",
     "FRAME_MODEL",
     "IMAGE_INPUT",
     "IMAGE_MODEL",
+    "InvalidRequestError",
+    "KEYPOINTS",
     "LETTERBOX",
     "LETTERBOXED_IMAGES",
     "MODELS",
@@ -37,7 +41,6 @@ __all__ = [
     "RequestParameters",
     "Status",
     "Tensor",
-    "InvalidRequestError",
     "parse_parameters",
 ]
 
@@ -50,8 +53,9 @@ FRAME_MODEL = "rtmo_frames"  # ensemble: raw uint8 BGR frames in, people out
 PREPROCESS = "preprocess"
 ENGINE = "engine"
 POSTPROCESS = "postprocess"
+KEYPOINTS = "keypoints"  # the DCC keypoint decoder, called by postprocess on the people that survive NMS
 ENSEMBLES = (IMAGE_MODEL, FRAME_MODEL)
-MODELS = (PREPROCESS, ENGINE, POSTPROCESS, *ENSEMBLES)
+MODELS = (PREPROCESS, ENGINE, KEYPOINTS, POSTPROCESS, *ENSEMBLES)
 
 
 # -- tensors ----------------------------------------------------------------------------------------------------
@@ -92,6 +96,14 @@ CANDIDATES = (
     Tensor("priors", "FP32", ("K", 2)),  # the anchor point of each candidate
 )
 CANDIDATE_PREFIX = "candidate_"
+
+# The keypoints model: one batch row per person (of any image and request).
+DECODER_INPUTS = (
+    Tensor("pose_vectors", "FP32", ("C",)),
+    Tensor("boxes", "FP32", (4,)),  # xyxy, network-input pixels
+    Tensor("priors", "FP32", (2,)),
+)
+DECODER_OUTPUT = Tensor("keypoints", "FP32", ("J", 2))  # x, y in network-input pixels
 
 # What both ensembles return per image, zero-padded to the request's largest number of people.
 PEOPLE = (

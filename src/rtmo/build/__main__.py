@@ -1,6 +1,7 @@
 """All build stages in one command: ``python -m rtmo.build --checkpoint rtmo-s_body7 --target cpu``.
 
-export (checkpoint → ONNX + DCC weights) → engine (``--target gpu`` only: ONNX → TensorRT plan) → assemble
+export (checkpoint → network ONNX + keypoint-decoder ONNX) → engine (``--target gpu`` only: both ONNX → TensorRT
+plans, the decoder in FP32) → assemble
 (artifacts and generated ``configs/<target>.pbtxt`` into the model repository).
 """
 
@@ -10,8 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from rtmo.build.assemble import assemble_repository
-from rtmo.build.engine import EngineProfile, build_engine
+from rtmo.build.assemble import KEYPOINTS_PLAN, add_instance_options, assemble_repository, instance_counts
+from rtmo.build.engine import EngineProfile, build_engine, build_keypoint_decoder
 from rtmo.build.export import DEFAULT_TOP_K, export_onnx, load_model
 from rtmo.errors import RTMOError
 
@@ -28,6 +29,7 @@ def run_all(
     max_batch_size: int = 8,
     precision: str = "fp16",
     workspace_gib: float = 4.0,
+    instances: dict[str, int] | None = None,
 ) -> list[Path]:
     """Run every stage for ``target`` (``cpu`` or ``gpu``) and return the files written into ``repository``."""
     if max_batch_size < 1:
@@ -46,11 +48,20 @@ def run_all(
             timing_cache=work_dir / "timing.cache",
             provenance=provenance,
         )
+        build_keypoint_decoder(
+            exported.keypoints_onnx_path,
+            exported.directory / KEYPOINTS_PLAN,
+            max_people=top_k * max_batch_size,
+            workspace_gib=workspace_gib,
+            timing_cache=work_dir / "timing.cache",
+            provenance=provenance,
+        )
     return assemble_repository(
         exported.directory,
         target=target,
         repository=repository,  # type: ignore[arg-type]
         max_batch_size=max_batch_size,
+        instances=instances,
     )
 
 
@@ -64,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp16")
     parser.add_argument("--workspace-gib", type=float, default=4.0)
+    add_instance_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -76,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
             precision=args.precision,
             workspace_gib=args.workspace_gib,
+            instances=instance_counts(args),
         )
     except RTMOError as error:
         LOGGER.error("%s", error)

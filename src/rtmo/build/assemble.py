@@ -1,6 +1,7 @@
 """Stage 3: exported artifacts -> a servable Triton model repository for one target (``cpu`` or ``gpu``).
 
-Copies ``model.onnx`` (and ``model.plan`` for gpu) into ``engine/1/`` and ``dcc.npz`` into ``postprocess/1/``, and
+Copies ``model.onnx`` (and ``model.plan`` for gpu) into ``engine/1/`` and ``keypoints.onnx`` (``keypoints.plan``) into
+``keypoints/1/``, and
 writes ``<model>/configs/<target>.pbtxt`` for every model, generated from its checked-in ``config.pbtxt`` through
 the ``ModelConfig`` schema: tensor dims patched for the input size S, top-K K, keypoints J and pose-vector channels
 C; the engine's backend chosen for the target; model metadata attached as ``parameters``. Serve it with
@@ -26,11 +27,14 @@ from rtmo.errors import BuildError
 from rtmo_contract import (
     CANDIDATE_PREFIX,
     CANDIDATES,
+    DECODER_INPUTS,
+    DECODER_OUTPUT,
     ENGINE,
     FRAME_INPUT,
     FRAME_MODEL,
     IMAGE_INPUT,
     IMAGE_MODEL,
+    KEYPOINTS,
     LETTERBOX,
     LETTERBOXED_IMAGES,
     MODELS,
@@ -40,11 +44,24 @@ from rtmo_contract import (
     Tensor,
 )
 
-__all__ = ["MODELS", "apply_signature", "assemble_repository", "copy_templates", "generate_config", "main"]
+__all__ = [
+    "MODELS",
+    "SCALABLE_MODELS",
+    "add_instance_options",
+    "apply_signature",
+    "assemble_repository",
+    "copy_templates",
+    "generate_config",
+    "instance_counts",
+    "main",
+]
 
 LOGGER = logging.getLogger(__name__)
 
 PLAN_SIDECAR = "model.plan.json"  # written by rtmo.build.engine next to the plan: {"profile": {"max_batch": N}, ...}
+SCALABLE_MODELS = (PREPROCESS, POSTPROCESS)  # the Python models whose instance count is a setting
+KEYPOINTS_ONNX = "keypoints.onnx"  # rtmo.build.export writes it beside model.onnx
+KEYPOINTS_PLAN = "keypoints.plan"  # rtmo.build.engine.build_keypoint_decoder writes it beside model.plan
 # What assemble (and the build stages before it) write into a repository, as opposed to what is checked in.
 GENERATED = ("configs", "*.onnx", "*.npz", "*.plan", PLAN_SIDECAR, "__pycache__")
 
@@ -68,6 +85,7 @@ def _signatures() -> dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]:
     return {
         PREPROCESS: ((IMAGE_INPUT, FRAME_INPUT), (LETTERBOXED_IMAGES, LETTERBOX)),
         ENGINE: ((LETTERBOXED_IMAGES,), CANDIDATES),
+        KEYPOINTS: (DECODER_INPUTS, (DECODER_OUTPUT,)),
         POSTPROCESS: ((*candidates_in, LETTERBOX), PEOPLE),
         IMAGE_MODEL: ((IMAGE_INPUT,), PEOPLE),
         FRAME_MODEL: ((FRAME_INPUT,), PEOPLE),
@@ -130,6 +148,7 @@ def generate_config(
     target: Literal["cpu", "gpu"],
     max_batch_size: int = 8,
     engine_intra_op_threads: int = 0,
+    instances: int = 1,
 ) -> Any:
     """Patch one model's checked-in ``config.pbtxt`` text for ``metadata`` and ``target``.
 
@@ -140,26 +159,37 @@ def generate_config(
         target: ``cpu`` (engine = ONNX Runtime in the Python backend) or ``gpu`` (engine = TensorRT plan).
         max_batch_size: for every model.
         engine_intra_op_threads: ONNX Runtime threads of the cpu engine (0: ONNX Runtime's default).
+        instances: instances of this model (its ``instance_group`` count).
 
     Returns:
         The ``ModelConfig`` message, checked by a round trip through ``json_format.ParseDict``.
     """
     pb2 = _model_config_pb2()
     config = text_format.Parse(template, pb2.ModelConfig())
-    config.max_batch_size = max_batch_size
+    # The keypoints model's batch rows are people: every candidate of every image of a full batch, at most.
+    people_per_call = int(metadata["top_k"]) * max_batch_size
+    config.max_batch_size = people_per_call if model == KEYPOINTS else max_batch_size
     dims = apply_signature(config, model, _sizes(metadata))
     for warmup in config.model_warmup:
         for name, tensor in warmup.inputs.items():
             if -1 not in dims.get(name, [-1]):  # a variable-size input keeps the warmup's own example shape
                 tensor.dims[:] = dims[name]
     params = _parameters(metadata, target)
-    if model == ENGINE and target == "cpu":
+    params["num_keypoints"] = str(int(metadata["num_keypoints"]))
+    params["keypoints_max_batch_size"] = str(people_per_call)
+    if model in (ENGINE, KEYPOINTS) and target == "cpu":
         config.platform = ""
         config.backend = "python"
         del config.instance_group[:]
         config.instance_group.add(count=1, kind=pb2.ModelInstanceGroup.KIND_CPU)
         params["intra_op_threads"] = str(engine_intra_op_threads)
-    keep = {PREPROCESS: ("input_size",), POSTPROCESS: ("num_anchors",)}.get(model, tuple(params))
+    for group in config.instance_group:
+        group.count = instances
+    keep = {
+        PREPROCESS: ("input_size",),
+        POSTPROCESS: ("num_anchors", "num_keypoints", "keypoints_max_batch_size"),
+        KEYPOINTS: ("intra_op_threads",) if target == "cpu" else (),
+    }.get(model, tuple(key for key in params if key not in ("num_keypoints", "keypoints_max_batch_size")))
     for key in keep:
         config.parameters[key].string_value = params[key]
     return json_format.ParseDict(json_format.MessageToDict(config, preserving_proto_field_name=True), pb2.ModelConfig())
@@ -189,6 +219,26 @@ def _write_atomic(path: Path, data: bytes | None = None, *, source: Path | None 
         raise
 
 
+def _check_arguments(target: str, max_batch_size: int, instances: Mapping[str, int]) -> None:
+    if target not in ("cpu", "gpu"):
+        raise BuildError(f"target: got {target!r}; accepted: 'cpu', 'gpu'")
+    if not 1 <= max_batch_size <= 64:
+        raise BuildError(f"max_batch_size: got {max_batch_size}; accepted: 1..64")
+    for model, count in instances.items():
+        if model not in SCALABLE_MODELS or not 1 <= count <= 64:
+            raise BuildError(f"instances: got {model}={count}; accepted: {', '.join(SCALABLE_MODELS)} = 1..64")
+
+
+def _find_plan(*candidates: Path) -> Path:
+    plan = next((path for path in candidates if path.is_file()), None)
+    if plan is None:
+        raise BuildError(
+            f"target gpu needs a TensorRT plan at {candidates[0]} or {candidates[1]}; "
+            "build them with python -m rtmo.build --target gpu"
+        )
+    return plan
+
+
 def assemble_repository(
     export_dir: Path,
     *,
@@ -196,6 +246,7 @@ def assemble_repository(
     repository: Path = Path("model_repository"),
     max_batch_size: int = 8,
     engine_intra_op_threads: int = 0,
+    instances: Mapping[str, int] | None = None,
 ) -> list[Path]:
     """Fill ``repository`` with the artifacts of ``export_dir`` and write ``configs/<target>.pbtxt`` per model.
 
@@ -207,6 +258,8 @@ def assemble_repository(
         repository: the model repository holding the checked-in ``config.pbtxt`` files.
         max_batch_size: max batch of every model, 1..64.
         engine_intra_op_threads: ONNX Runtime threads of the cpu engine (0: ONNX Runtime's default).
+        instances: instance counts of the Python models by name (``preprocess``, ``postprocess``), 1..64 each;
+            the others stay at 1. On a GPU host enough CPU instances keep the engine busy (README, sizing).
 
     Returns:
         The files written.
@@ -216,22 +269,15 @@ def assemble_repository(
             whose profile max batch is below ``max_batch_size``, or an invalid argument.
     """
     export_dir, repository = Path(export_dir), Path(repository)
-    if target not in ("cpu", "gpu"):
-        raise BuildError(f"target: got {target!r}; accepted: 'cpu', 'gpu'")
-    if not 1 <= max_batch_size <= 64:
-        raise BuildError(f"max_batch_size: got {max_batch_size}; accepted: 1..64")
-    missing = [name for name in ("model.onnx", "dcc.npz", "metadata.json") if not (export_dir / name).is_file()]
+    instances = dict(instances or {})
+    _check_arguments(target, max_batch_size, instances)
+    missing = [name for name in ("model.onnx", KEYPOINTS_ONNX, "metadata.json") if not (export_dir / name).is_file()]
     if missing:
         raise BuildError(f"{export_dir}: missing {missing}; run the export stage (python -m rtmo.build.export) first")
-    plan = None
+    plan = keypoints_plan = None
     if target == "gpu":
-        candidates = [export_dir / "model.plan", repository / ENGINE / "1" / "model.plan"]
-        plan = next((path for path in candidates if path.is_file()), None)
-        if plan is None:
-            raise BuildError(
-                f"target gpu needs a TensorRT plan at {candidates[0]} or {candidates[1]}; "
-                "build it with python -m rtmo.build.engine"
-            )
+        plan = _find_plan(export_dir / "model.plan", repository / ENGINE / "1" / "model.plan")
+        keypoints_plan = _find_plan(export_dir / KEYPOINTS_PLAN, repository / KEYPOINTS / "1" / "model.plan")
     templates = {}
     for model in MODELS:
         path = repository / model / "config.pbtxt"
@@ -255,6 +301,7 @@ def assemble_repository(
             target=target,
             max_batch_size=max_batch_size,
             engine_intra_op_threads=engine_intra_op_threads,
+            instances=instances.get(model, 1),
         )
         for model in MODELS
     }
@@ -279,7 +326,7 @@ def assemble_repository(
     written = []
     copies = [
         ("model.onnx", repository / ENGINE / "1" / "model.onnx"),
-        ("dcc.npz", repository / POSTPROCESS / "1" / "dcc.npz"),
+        (KEYPOINTS_ONNX, repository / KEYPOINTS / "1" / "model.onnx"),
     ]
     for name, destination in copies:
         _write_atomic(destination, source=export_dir / name)
@@ -290,6 +337,10 @@ def assemble_repository(
                 destination = repository / ENGINE / "1" / source.name
                 _write_atomic(destination, source=source)
                 written.append(destination)
+    if keypoints_plan is not None and keypoints_plan.parent != repository / KEYPOINTS / "1":
+        destination = repository / KEYPOINTS / "1" / "model.plan"
+        _write_atomic(destination, source=keypoints_plan)
+        written.append(destination)
     for model, config in configs.items():
         destination = repository / model / "configs" / f"{target}.pbtxt"
         origin = f"{model}/config.pbtxt and {export_dir.name}/metadata.json"
@@ -302,6 +353,17 @@ def assemble_repository(
     return written
 
 
+def add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """``--preprocess-instances`` and ``--postprocess-instances`` of assemble, rtmo.build and ``rtmo serve``."""
+    for model in SCALABLE_MODELS:
+        parser.add_argument(f"--{model}-instances", type=int, default=1, help=f"instances of the {model} model")
+
+
+def instance_counts(args: argparse.Namespace) -> dict[str, int]:
+    """The counts :func:`add_instance_options` parsed, for ``assemble_repository(instances=...)``."""
+    return {model: getattr(args, f"{model}_instances") for model in SCALABLE_MODELS}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m rtmo.build.assemble --export-dir artifacts/export --target cpu``."""
     parser = argparse.ArgumentParser(prog="rtmo-assemble", description=__doc__.splitlines()[0])
@@ -310,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--engine-intra-op-threads", type=int, default=0)
+    add_instance_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -319,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             repository=args.repository,
             max_batch_size=args.max_batch_size,
             engine_intra_op_threads=args.engine_intra_op_threads,
+            instances=instance_counts(args),
         )
     except BuildError as error:
         LOGGER.error("%s", error)

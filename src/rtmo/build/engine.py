@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +20,9 @@ from rtmo.build.reuse import gpu_name
 from rtmo.candidates import INPUT_NAME
 from rtmo.errors import BuildError
 from rtmo.files import sha256_file
+from rtmo_contract import DECODER_INPUTS
 
-__all__ = ["EngineProfile", "build_engine", "main", "validate_profile"]
+__all__ = ["EngineProfile", "build_engine", "build_keypoint_decoder", "main", "validate_profile"]
 
 LOGGER = logging.getLogger(__name__)
 Precision = Literal["fp32", "tf32", "fp16"]
@@ -85,6 +87,7 @@ def build_engine(
     workspace_gib: float = 4.0,
     timing_cache: Path | None = None,
     provenance: dict[str, Any] | None = None,
+    input_names: Sequence[str] = (INPUT_NAME,),
 ) -> Path:
     """Build a TensorRT plan for ``onnx_path`` and write it, plus ``<plan>.json``, atomically.
 
@@ -97,6 +100,7 @@ def build_engine(
         workspace_gib: builder workspace limit.
         timing_cache: file to read and update so rebuilds are fast.
         provenance: extra sidecar fields (checkpoint name and hash from the export metadata).
+        input_names: the graph's inputs, as the model repository names them; the profile sets their batch size.
 
     Raises:
         BuildError: no ``tensorrt``/GPU, a parser error (each one is logged first), FP16 not supported
@@ -131,14 +135,15 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         LOGGER.info("kept %d decode/top-K layers in FP32", _keep_decode_in_fp32(trt, network))
 
-    image_input = network.get_input(0)
-    if image_input.name != INPUT_NAME:
-        raise BuildError(f"ONNX input is named {image_input.name!r}; the model repository expects {INPUT_NAME!r}")
-    _, height, width, channels = image_input.shape
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    if sorted(names) != sorted(input_names):
+        raise BuildError(f"ONNX inputs are {names}; the model repository expects {list(input_names)}")
     trt_profile = builder.create_optimization_profile()
-    trt_profile.set_shape(
-        INPUT_NAME, *((b, height, width, channels) for b in (profile.min_batch, profile.opt_batch, profile.max_batch))
-    )
+    for index in range(network.num_inputs):  # one profile, the batch dimension of every input; the rest are fixed
+        tensor = network.get_input(index)
+        rest = tuple(tensor.shape)[1:]
+        batches = (profile.min_batch, profile.opt_batch, profile.max_batch)
+        trt_profile.set_shape(tensor.name, *((batch, *rest) for batch in batches))
     config.add_optimization_profile(trt_profile)
 
     cache = None
@@ -168,6 +173,34 @@ def build_engine(
     }
     _atomic_write(plan_path.with_suffix(plan_path.suffix + ".json"), json.dumps(sidecar, indent=2).encode())
     return plan_path
+
+
+def build_keypoint_decoder(
+    onnx_path: Path,
+    plan_path: Path,
+    *,
+    max_people: int,
+    workspace_gib: float = 4.0,
+    timing_cache: Path | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """The ``keypoints`` model's plan: ``keypoints.onnx`` in FP32 with TF32 off (its bin positions are pixel offsets
+    fed to sin/cos, which neither FP16 nor TF32's 10-bit mantissa resolves), batch = people, 1..``max_people``.
+
+    Raises:
+        BuildError: as :func:`build_engine`.
+    """
+    return build_engine(
+        onnx_path,
+        plan_path,
+        precision="fp32",
+        profile=EngineProfile(1, max(1, max_people // 8), max_people),
+        max_batch_size=max_people,
+        workspace_gib=workspace_gib,
+        timing_cache=timing_cache,
+        provenance=provenance,
+        input_names=[tensor.name for tensor in DECODER_INPUTS],
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""Stage 1: checkpoint → ``model.onnx`` (network + box decode + top-K), ``dcc.npz`` and ``metadata.json``."""
+"""Stage 1: checkpoint → ``model.onnx`` (network + box decode + top-K), ``keypoints.onnx`` (the DCC keypoint
+decoder, one row per person) and ``metadata.json``."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from typing import Any
 import onnx
 import torch
 
+from rtmo.build.assemble import KEYPOINTS_ONNX
 from rtmo.candidates import CANDIDATE_OUTPUTS, INPUT_LAYOUTS, INPUT_NAME, CandidateNet
 from rtmo.checkpoint import load_checkpoint
 from rtmo.errors import BuildError
 from rtmo.keypoints import layout_for
 from rtmo.model import RTMO
+from rtmo_contract import DECODER_INPUTS, DECODER_OUTPUT
 
 __all__ = ["ExportResult", "MAX_TOP_K", "check_tensorrt_compatible", "export_onnx", "main", "tensorrt_supported_ops"]
 
@@ -36,7 +39,7 @@ class ExportResult:
 
     directory: Path
     onnx_path: Path
-    dcc_path: Path
+    keypoints_onnx_path: Path
     metadata_path: Path
     metadata: dict[str, Any]
 
@@ -63,7 +66,7 @@ def check_tensorrt_compatible(graph: onnx.ModelProto) -> None:
             raise BuildError(f"tensor {value.name!r} has a data-dependent non-batch dimension: {dims}")
 
 
-def _fix_output_shapes(graph: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+def _fix_output_shapes(graph: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], *, batch: str = "batch") -> None:
     # The exporter names derived dims symbolically; we know them exactly, and strict inference below re-checks.
     for output in graph.graph.output:
         dims = output.type.tensor_type.shape.dim
@@ -71,7 +74,7 @@ def _fix_output_shapes(graph: onnx.ModelProto, shapes: dict[str, tuple[int, ...]
             dim.Clear()
             dim.dim_value = size
         dims[0].Clear()
-        dims[0].dim_param = "batch"
+        dims[0].dim_param = batch
 
 
 def export_onnx(
@@ -88,7 +91,7 @@ def export_onnx(
 
     Args:
         model: an ``RTMO`` (e.g. from ``rtmo.load_checkpoint``).
-        out_dir: folder to create or replace with ``model.onnx``, ``dcc.npz`` and ``metadata.json``.
+        out_dir: folder to create or replace with ``model.onnx``, ``keypoints.onnx`` and ``metadata.json``.
         top_k: candidates per image the graph keeps (default 256; must be < 3840 for TensorRT).
         opset: ONNX opset, >= 17.
         simplify: run onnxslim (constant folding, shape-op elimination).
@@ -149,8 +152,7 @@ def export_onnx(
         check_tensorrt_compatible(graph)
         onnx.save(graph, str(onnx_path))
 
-        dcc_path = tmp / "dcc.npz"
-        model.dcc_weights().save(dcc_path)
+        export_keypoint_decoder(model, tmp / KEYPOINTS_ONNX, opset=opset)
         layout = layout_for(j)
         metadata = {
             "format": "rtmo-export/1",
@@ -165,6 +167,11 @@ def export_onnx(
             if input_layout == "uint8_nhwc"
             else {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, size, size]},
             "outputs": {name: ["batch", *shape[1:]] for name, shape in shapes.items()},
+            "keypoint_decoder": {
+                "onnx": KEYPOINTS_ONNX,
+                "inputs": {t.name: ["people", *t.resolve({"C": c})] for t in DECODER_INPUTS},
+                "outputs": {DECODER_OUTPUT.name: ["people", *DECODER_OUTPUT.resolve({"J": j})]},
+            },
             "keypoint_names": list(layout.names),
             "skeleton": [list(link) for link in layout.skeleton],
             "dataset": layout.dataset,
@@ -183,7 +190,44 @@ def export_onnx(
     LOGGER.info(
         "exported %s (top_k=%d, %.1f MB)", out_dir / "model.onnx", k, (out_dir / "model.onnx").stat().st_size / 1e6
     )
-    return ExportResult(out_dir, out_dir / "model.onnx", out_dir / "dcc.npz", out_dir / "metadata.json", metadata)
+    return ExportResult(out_dir, out_dir / "model.onnx", out_dir / KEYPOINTS_ONNX, out_dir / "metadata.json", metadata)
+
+
+def export_keypoint_decoder(model: RTMO, onnx_path: Path, *, opset: int = 17) -> Path:
+    """Write ``model``'s keypoint decoder (``rtmo.keypoint_decoder``) as ONNX: one batch row per person.
+
+    Raises:
+        BuildError: the graph is not TensorRT-parsable or has a data-dependent non-batch dimension.
+    """
+    config = model.config
+    decoder = model.eval().keypoint_decoder()
+    people = 3
+    dummy = (
+        torch.randn(people, config.pose_vec_channels),
+        torch.tensor([[10.0, 20.0, 110.0, 220.0]] * people),
+        torch.tensor([[60.0, 120.0]] * people),
+    )
+    names = [t.name for t in DECODER_INPUTS]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            decoder,
+            dummy,
+            str(onnx_path),
+            dynamo=False,
+            opset_version=opset,
+            do_constant_folding=True,
+            input_names=names,
+            output_names=[DECODER_OUTPUT.name],
+            dynamic_axes={name: {0: "people"} for name in (*names, DECODER_OUTPUT.name)},
+        )
+    graph = onnx.load(str(onnx_path))
+    _fix_output_shapes(graph, {DECODER_OUTPUT.name: (people, config.num_keypoints, 2)}, batch="people")
+    graph = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
+    onnx.checker.check_model(graph, full_check=True)
+    check_tensorrt_compatible(graph)
+    onnx.save(graph, str(onnx_path))
+    return onnx_path
 
 
 def load_model(checkpoint: str, *, seed: int = 0) -> tuple[RTMO, dict[str, Any]]:

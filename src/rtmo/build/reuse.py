@@ -71,7 +71,8 @@ def reusable_plan_mismatches(export_dir: Path, wanted: PlanRequest) -> list[str]
     """``plan_mismatches`` for ``export_dir/model.plan``; missing files are reasons too."""
     export_dir = Path(export_dir)
     files = {
-        name: export_dir / name for name in ("model.plan", "model.plan.json", "metadata.json", "model.onnx", "dcc.npz")
+        name: export_dir / name
+        for name in ("model.plan", "model.plan.json", "metadata.json", "model.onnx", "keypoints.onnx", "keypoints.plan")
     }
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:

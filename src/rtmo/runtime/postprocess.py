@@ -1,22 +1,33 @@
 """Stage 2 of the data path: one image's top-K candidates -> the people in it, in image pixels.
 
-Score filter -> greedy class-agnostic NMS -> optional cap -> DCC keypoint decode of the survivors -> box clamp in
-input space -> un-letterbox, as MMPose's bottom-up RTMO inference does; then, if asked, MMPose's nearby-joints pose
-NMS. ``RTMO.predict`` and the Triton postprocess model both call :func:`people`, so they cannot disagree.
+Score filter -> greedy class-agnostic NMS -> optional cap -> keypoint decode of the survivors (the DCC, in a compiled
+runtime: see :func:`people`) -> box clamp in input space -> un-letterbox, as MMPose's bottom-up RTMO inference does;
+then, if asked, MMPose's nearby-joints pose NMS. ``RTMO.predict`` and the Triton postprocess model both call
+:func:`people`, so they cannot disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rtmo.runtime.dcc import DCCWeights, dcc_decode
 from rtmo.runtime.pose_nms import nearby_joints_nms
 from rtmo.runtime.preprocess import Letterbox, unletterbox
 from rtmo_contract import RequestParameters
 
-__all__ = ["POSE_NMS_MAX_PEOPLE", "Candidates", "Poses", "nms", "people"]
+__all__ = [
+    "POSE_NMS_MAX_PEOPLE",
+    "Candidates",
+    "KeypointDecode",
+    "Poses",
+    "Survivors",
+    "finish",
+    "nms",
+    "people",
+    "survivors",
+]
 
 POSE_NMS_MAX_PEOPLE = 30  # MMPose's nearby_joints_nms max_dets
 
@@ -90,20 +101,23 @@ class Poses:
         )
 
 
-def people(
-    candidates: Candidates,
-    *,
-    dcc: DCCWeights,
-    box: Letterbox,
-    parameters: RequestParameters,
-    num_anchors: int | None = None,
-) -> Poses:
-    """One image's candidates -> ``Poses`` in image pixels.
+# (pose_vectors (N, C), boxes (N, 4), priors (N, 2)) of N people -> keypoints (N, J, 2) in network-input pixels.
+KeypointDecode = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Survivors:
+    """The candidates of one image that become people, before their keypoints are decoded."""
+
+    index: np.ndarray  # (N,) into the candidates, best score first
+    truncated: bool
+
+
+def survivors(candidates: Candidates, parameters: RequestParameters, *, num_anchors: int | None = None) -> Survivors:
+    """Score filter, box NMS and (without pose NMS) the ``max_people`` cap: who gets a keypoint decode.
 
     Args:
-        candidates: the engine's outputs for this image.
-        dcc: DCC weights.
-        box: where the image sits in the network input.
+        candidates: the engine's outputs for one image.
         parameters: thresholds, cap and pose NMS of the request.
         num_anchors: anchors the network has; when the candidates are all of them nothing can be truncated.
     """
@@ -113,28 +127,75 @@ def people(
     truncated = bool(cut_off and len(scores) > 0 and passing.size == len(scores))
     passing = passing[np.argsort(-scores[passing], kind="stable")]
     keep = passing[nms(boxes[passing], scores[passing], parameters.nms_iou_threshold)] if passing.size else passing
-    # Pose NMS needs every box-NMS survivor; without it the cap applies before the (costly) DCC decode.
+    # Pose NMS needs every box-NMS survivor; without it the cap applies before the (costly) keypoint decode.
     if parameters.max_people is not None and not parameters.pose_nms:
         keep = keep[: parameters.max_people]
-    kept_boxes = boxes[keep].astype(np.float32)
-    keypoints = dcc_decode(dcc, candidates.pose_vectors[keep], kept_boxes, candidates.priors[keep])
+    return Survivors(keep, truncated)
+
+
+def finish(
+    candidates: Candidates, chosen: Survivors, keypoints: np.ndarray, *, box: Letterbox, parameters: RequestParameters
+) -> Poses:
+    """The survivors with their decoded keypoints (input pixels) -> ``Poses`` in image pixels, pose NMS applied."""
+    kept_boxes = candidates.boxes[chosen.index].astype(np.float32)
     width, height = box.input_size
     clamped = kept_boxes.copy()
     clamped[:, 0::2] = np.clip(clamped[:, 0::2], 0, width)
     clamped[:, 1::2] = np.clip(clamped[:, 1::2], 0, height)
     poses = Poses(
         boxes=unletterbox(clamped.reshape(-1, 2, 2), box).reshape(-1, 4).astype(np.float32),
-        box_scores=scores[keep].astype(np.float32),
+        box_scores=candidates.scores[chosen.index].astype(np.float32),
         keypoints=unletterbox(keypoints, box).astype(np.float32),
-        keypoint_scores=candidates.keypoint_visibility[keep].astype(np.float32),
-        truncated=truncated,
+        keypoint_scores=candidates.keypoint_visibility[chosen.index].astype(np.float32),
+        truncated=chosen.truncated,
     )
     if parameters.pose_nms and len(poses):
-        chosen = nearby_joints_nms(
+        picked = nearby_joints_nms(
             poses.keypoints,
             poses.box_scores,
-            num_nearby_joints_thr=dcc.num_keypoints // 3,
+            num_nearby_joints_thr=poses.keypoints.shape[1] // 3,
             max_dets=POSE_NMS_MAX_PEOPLE,
         )
-        poses = poses.select(chosen[: parameters.max_people])
+        poses = poses.select(picked[: parameters.max_people])
     return poses
+
+
+def people(
+    images: Sequence[tuple[Candidates, Letterbox, RequestParameters]],
+    decode: KeypointDecode,
+    *,
+    num_anchors: int | None = None,
+) -> list[Poses]:
+    """Candidates -> people for a batch of images, with one ``decode`` call for the survivors of all of them.
+
+    ``RTMO.predict`` decodes with the PyTorch ``KeypointDecoder``; the Triton postprocess model with the ``keypoints``
+    model (the same graph, exported), so batching people across images and requests happens in one place.
+
+    Args:
+        images: per image, its candidates, where it sits in the network input, and its request's parameters.
+        decode: keypoints of the survivors, in network-input pixels.
+        num_anchors: see :func:`survivors`.
+    """
+    chosen = [survivors(candidates, parameters, num_anchors=num_anchors) for candidates, _, parameters in images]
+    gathered = (
+        [
+            np.concatenate([getattr(candidates, name)[c.index] for (candidates, _, _), c in zip(images, chosen)])
+            for name in ("pose_vectors", "boxes", "priors")
+        ]
+        if images
+        else []
+    )
+    keypoints = decode(*gathered) if images and len(gathered[0]) else None
+    results, start = [], 0
+    for (candidates, box, parameters), c in zip(images, chosen):
+        stop = start + len(c.index)
+        own = (
+            keypoints[start:stop] if keypoints is not None else np.zeros((0, _num_keypoints(candidates), 2), np.float32)
+        )
+        results.append(finish(candidates, c, own, box=box, parameters=parameters))
+        start = stop
+    return results
+
+
+def _num_keypoints(candidates: Candidates) -> int:
+    return int(candidates.keypoint_visibility.shape[-1])

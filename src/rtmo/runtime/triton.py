@@ -1,8 +1,9 @@
 """What every Triton Python-backend adapter shares; no Triton import (each stub passes its ``pb_utils``).
 
-- :func:`respond_each`: one response per request. A request's bad input becomes that request's INVALID_ARG response
-  (the message names the input and what is accepted); anything unexpected is logged and answered INTERNAL without a
-  traceback. Either way the other requests of the same dynamic batch get their normal results.
+- :func:`respond_each` and :func:`respond_together`: one response per request. A request's bad input becomes that
+  request's INVALID_ARG response (the message names the input and what is accepted); anything unexpected is logged
+  and answered INTERNAL without a traceback. Either way the other requests of the same dynamic batch get their normal
+  results.
 - :func:`limit_blas_threads`: on a CPU server the engine's ONNX Runtime threads own the cores; a stub whose OpenBLAS
   spins up its own threads competes with them, and busy-waiting BLAS threads on a loaded machine made the DCC decode
   of 80 people take 94 ms (median, 212 ms worst) instead of 44 ms single-threaded.
@@ -21,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from rtmo.runtime.postprocess import Poses
 from rtmo_contract import PEOPLE, InvalidRequestError
 
-__all__ = ["config_parameters", "limit_blas_threads", "pack_people", "respond_each"]
+__all__ = ["config_parameters", "limit_blas_threads", "pack_people", "respond_each", "respond_together"]
 
 
 def respond_each(requests: Sequence[Any], run: Callable[[Any], list[Any]], *, step: str, pb_utils: Any) -> list[Any]:
@@ -34,26 +35,56 @@ def respond_each(requests: Sequence[Any], run: Callable[[Any], list[Any]], *, st
         step: the model's name, used in the INTERNAL message and the log.
         pb_utils: the ``triton_python_backend_utils`` module the stub provides.
     """
-    responses = []
-    for request in requests:
+    return respond_together(requests, run, lambda outputs: outputs, step=step, pb_utils=pb_utils)
+
+
+def respond_together(
+    requests: Sequence[Any],
+    parse: Callable[[Any], Any],
+    run: Callable[[list[Any]], list[list[Any]]],
+    *,
+    step: str,
+    pb_utils: Any,
+) -> list[Any]:
+    """One response per request, with one ``run`` over all the requests that parsed: for work that batches.
+
+    Args:
+        requests: the ``execute`` call's requests.
+        parse: one request -> what ``run`` needs of it; raises ``InvalidRequestError`` for bad input (that request
+            alone is answered INVALID_ARG).
+        run: the parsed requests -> each one's output ``pb_utils.Tensor`` list, in order. If it fails, every parsed
+            request is answered INTERNAL (the failure is logged, not sent).
+        step: the model's name, used in the INTERNAL message and the log.
+        pb_utils: the ``triton_python_backend_utils`` module the stub provides.
+    """
+    parsed: dict[int, Any] = {}
+    responses: list[Any] = [None] * len(requests)
+    for index, request in enumerate(requests):
         try:
-            tensors = run(request)
+            parsed[index] = parse(request)
         except InvalidRequestError as error:
-            responses.append(
-                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
-            )
+            responses[index] = _error(pb_utils, str(error), pb_utils.TritonError.INVALID_ARG)
         except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
             pb_utils.Logger.log_error(f"{step} failed: {error!r}")
-            responses.append(
-                pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(
-                        f"{step}: internal error; see the server log", pb_utils.TritonError.INTERNAL
-                    )
-                )
+            responses[index] = _error(pb_utils, f"{step}: internal error; see the server log")
+    if parsed:
+        try:
+            outputs = run(list(parsed.values()))
+        except Exception as error:  # noqa: BLE001 - logged here, never sent to the client
+            pb_utils.Logger.log_error(f"{step} failed: {error!r}")
+            outputs = None
+        for position, index in enumerate(parsed):
+            responses[index] = (
+                _error(pb_utils, f"{step}: internal error; see the server log")
+                if outputs is None
+                else pb_utils.InferenceResponse(output_tensors=outputs[position])
             )
-        else:
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
     return responses
+
+
+def _error(pb_utils: Any, message: str, code: Any = None) -> Any:
+    code = pb_utils.TritonError.INTERNAL if code is None else code
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
 def limit_blas_threads(threads: int = 1) -> None:
