@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -216,3 +218,86 @@ def test_ctrl_c_right_after_a_stub_crash_stops_serve_within_10_s(served: Served)
     assert time.monotonic() - started_s < 10.0
     assert status == 0, "\n".join(served.process.output)
     assert not processes_mentioning(str(served.repository)), "tritonserver or a stub outlived Ctrl-C"
+
+
+# --- rtmo supervise: the GPU image's entry point, here around the bundled tritonserver ----------------------------
+
+
+def identity_repository(directory: Path) -> Path:
+    model = directory / "identity"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(
+        'name: "identity"\nbackend: "python"\nmax_batch_size: 4\n'
+        'input [ { name: "x", data_type: TYPE_FP32, dims: [ 2 ] } ]\n'
+        'output [ { name: "y", data_type: TYPE_FP32, dims: [ 2 ] } ]\n'
+        "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
+    )
+    (model / "1" / "model.py").write_text(
+        "import triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
+        "    def execute(self, requests):\n"
+        "        return [pb_utils.InferenceResponse([pb_utils.Tensor('y', pb_utils.get_input_tensor_by_name(r, 'x')"
+        ".as_numpy())]) for r in requests]\n"
+    )
+    return directory
+
+
+def test_rtmo_supervise_heals_a_tritonserver_command_line_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from rtmo.serving.supervisor import MODEL_CONTROL_ARGS
+    from rtmo.serving.tritonserver import EXIT_TIMEOUT_ARGS, TritonServer, free_ports, prepare_tritonserver
+    from rtmo.zoo import cache_dir
+
+    repository = identity_repository(tmp_path / "repo")
+    grpc, http, metrics = free_ports(3)
+    server = TritonServer(
+        model_repository=repository,
+        grpc_port=grpc,
+        http_port=http,
+        metrics_port=metrics,
+        extra_args=[*MODEL_CONTROL_ARGS, *EXIT_TIMEOUT_ARGS],
+        cache_dir=cache_dir() / "tritonserver",
+    )
+    install = prepare_tritonserver(cache_dir=server.cache_dir)
+    ready_url = f"http://127.0.0.1:{http}/v2/health/ready"
+    supervise = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtmo.cli",
+            "supervise",
+            f"--http-url=http://127.0.0.1:{http}",
+            "--",
+            *server.build_command(install),
+        ],
+        env={**os.environ, **server.build_environment(install), "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        cwd=install.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (stubs_of(repository) and ready(ready_url)):
+            assert supervise.poll() is None and time.monotonic() < deadline, "supervised server did not start"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the supervisor takes its first look once the server is ready
+        (stub,) = stubs_of(repository)
+        os.kill(stub.pid, signal.SIGKILL)
+        went_down = False
+        while time.monotonic() < deadline:
+            went_down = went_down or not ready(ready_url)
+            healed = [s for s in stubs_of(repository) if s.pid != stub.pid]
+            if went_down and healed and ready(ready_url):
+                break
+            time.sleep(0.05)
+        assert went_down and healed, "the identity model was not reloaded"
+        stopped_at = time.monotonic()
+        supervise.send_signal(signal.SIGTERM)
+        output, _ = supervise.communicate(timeout=15)
+        assert time.monotonic() - stopped_at < 10.0
+    finally:
+        if supervise.poll() is None:
+            supervise.kill()
+            supervise.wait()
+    assert supervise.returncode == 0, output
+    assert "model 'identity' reloaded" in output, output
+    assert not processes_mentioning(str(repository))

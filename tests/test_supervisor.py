@@ -159,3 +159,27 @@ def test_http_model_control_reports_an_unreachable_server_as_a_model_control_err
     (port,) = free_ports(1)
     with pytest.raises(ModelControlError, match="unload of model 'engine': no answer"):
         HttpModelControl(f"http://127.0.0.1:{port}", load_timeout_s=2).unload("engine")
+
+
+class DeadSupervisor:
+    failure = RuntimeError("bug")
+    stopped = False
+
+    def is_alive(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_serve_goes_down_when_the_supervisor_dies_or_the_server_exits() -> None:
+    from rtmo.cli import watch
+
+    dead = DeadSupervisor()
+    assert watch(dead, server_running=lambda: True, log_tail=str) == 1  # type: ignore[arg-type]
+    assert dead.stopped
+    alive = StubSupervisor(list_stubs=list, control=FakeServer({}), poll_interval_s=0.01)
+    alive.start()
+    assert watch(alive, server_running=lambda: False, log_tail=str) == 1
+    time.sleep(0.05)
+    assert not alive.is_alive()  # watch stopped it on the way out
