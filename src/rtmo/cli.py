@@ -61,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
         server.start()
         seconds = server.wait_until_ready(args.startup_timeout_s)
         urls = server.urls
+        supervisor = supervise_group(server.pid, http_url=urls.http)
         print(f"RTMO ready in {seconds:.1f}s — checkpoint {prepared.checkpoint} (sha256 {prepared.sha256[:16]})")
         print(f"  gRPC    {urls.grpc}   (ensemble 'rtmo': encoded images; 'rtmo_frames': raw uint8 frames)")
         print(f"  HTTP    {urls.http}")
@@ -68,7 +69,6 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  log     {server.log_file}")
         print("Example request:")
         print(_EXAMPLE.format(grpc=urls.grpc))
-        supervisor = supervise_group(server.pid, http_url=urls.http)
         print("Ctrl-C stops the server.")
         sys.stdout.flush()
         return watch(supervisor, server_running=server.is_running, log_tail=server.log_tail)
