@@ -165,9 +165,13 @@ def kill_and_recover(served: Served, model: str, reference: rtmo_client.PoseResu
         killed_at_s = time.monotonic()
         os.kill(min(before), signal.SIGKILL)
         recovered_at_s = None
+        probe: tuple[int, bool] | None = None  # rtmo-client health's exit status in the outage, ready right after
         while time.monotonic() < killed_at_s + RECOVERY_BOUND_S:
             after_kill = [(t, r) for t, r in load.readiness if t > killed_at_s]
             went_down = next((t for t, r in after_kill if not r), None)
+            if went_down is not None and probe is None:
+                status = rtmo_client_main(["health", "--url", served.grpc, "--cache-s", "0", "--quiet"])
+                probe = (status, ready(served.ready_url))
             came_back = next((t for t, r in after_kill if r and went_down is not None and t > went_down), None)
             if came_back is not None and load.succeeded_since(came_back):
                 recovered_at_s = came_back
@@ -185,8 +189,12 @@ def kill_and_recover(served: Served, model: str, reference: rtmo_client.PoseResu
             assert killed_at_s <= outcome.ended_s <= recovered_at_s + 1.0, f"{model}: a failure outside the outage"
     after = {stub.pid for stub in stubs_of(served.repository) if stub.model == model}
     assert after and not after & before, f"{model}: its stubs were not replaced ({before} -> {after})"
+    assert probe is not None
+    if not probe[1]:  # still not ready after the probe: it ran in the outage and must have said so
+        assert probe[0] == 1, f"{model}: rtmo-client health passed during the outage"
     assert rtmo_client_main(["health", "--url", served.grpc, "--cache-s", "0"]) == 0
     return {
+        "probed_in_outage": float(not probe[1]),
         "recovery_s": recovered_at_s - killed_at_s,
         "failed": sum(o.status is not None for o in load.outcomes),
         "requests": len(load.outcomes),
@@ -202,6 +210,7 @@ def test_each_killed_stub_kind_heals_under_load_with_truthful_readiness_and_unch
     figures = {model: kill_and_recover(served, model, reference) for model in STUB_MODELS}
     with rtmo_client.Client(served.grpc, retries=0) as client:
         assert same(client.estimate(served.photo, **PARAMETERS), reference)
+    assert any(row["probed_in_outage"] for row in figures.values()), "no health probe ran while a model reloaded"
     with capsys.disabled():
         print(f"\nrecovery after kill -9 under {LOAD_THREADS} threads of requests:")
         for model, row in figures.items():

@@ -183,3 +183,12 @@ def test_serve_goes_down_when_the_supervisor_dies_or_the_server_exits() -> None:
     assert watch(alive, server_running=lambda: False, log_tail=str) == 1
     time.sleep(0.05)
     assert not alive.is_alive()  # watch stopped it on the way out
+
+
+def test_rtmo_supervise_refuses_a_command_without_explicit_model_control(caplog: pytest.LogCaptureFixture) -> None:
+    from rtmo.cli import main
+
+    assert main(["supervise", "--", "tritonserver", "--model-repository=/m"]) == 2
+    assert "lacks --model-control-mode=explicit --load-model=*" in caplog.text
+    assert main(["supervise"]) == 2
+    assert "no server command" in caplog.text

@@ -54,7 +54,7 @@ def test_a_server_that_is_not_ready_exits_1_without_sending_the_frame(
     fake.ready_answers = [False] * 100
     assert health(tmp_path) == 1
     assert fake.requests == []
-    assert "unhealthy: host:9: not ready" in capsys.readouterr().err
+    assert "unhealthy: host:9 was not ready within 1.0 s: server not ready" in capsys.readouterr().err
 
 
 def test_a_ready_server_whose_frame_fails_exits_1_with_the_status(
@@ -62,7 +62,7 @@ def test_a_ready_server_whose_frame_fails_exits_1_with_the_status(
 ) -> None:
     fake.failures = [error("INTERNAL", "Stub process 'engine_0_0' is not healthy")]
     assert health(tmp_path) == 1
-    assert "probe frame failed: INTERNAL: Stub process 'engine_0_0' is not healthy" in capsys.readouterr().err
+    assert "probe frame to host:9 failed: INTERNAL: Stub process 'engine_0_0' is not healthy" in capsys.readouterr().err
     assert not (tmp_path / "health.json").exists()  # a failure is never cached
 
 

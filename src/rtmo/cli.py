@@ -15,7 +15,7 @@ from pathlib import Path
 from rtmo.build.assemble import add_instance_options, assemble_repository, instance_counts
 from rtmo.errors import RTMOError
 from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
-from rtmo.serving.supervisor import HttpModelControl, StubSupervisor, python_stubs
+from rtmo.serving.supervisor import MODEL_CONTROL_ARGS, HttpModelControl, StubSupervisor, python_stubs
 from rtmo.serving.tritonserver import (
     STOP_GRACE_S,
     die_with_parent_preexec,
@@ -111,11 +111,16 @@ def watch(supervisor: StubSupervisor, *, server_running: Callable[[], bool], log
 
 def supervise(args: argparse.Namespace) -> int:
     """``rtmo supervise -- tritonserver ...``: run the command, heal its crashed stubs, stop it on SIGINT/SIGTERM."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
     command = args.server_command[1:] if args.server_command[:1] == ["--"] else args.server_command
     if not command:
         raise RTMOError("rtmo supervise: no server command; give it after --, e.g. rtmo supervise -- tritonserver ...")
+    if not _explicit_model_control(command):
+        raise RTMOError(
+            f"rtmo supervise: {' '.join(command)!r} lacks {' '.join(MODEL_CONTROL_ARGS)}; the supervisor reloads "
+            "models through Triton's model control API, which only explicit mode accepts"
+        )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     LOGGER.info("starting %s", " ".join(command))
     try:
         process = subprocess.Popen(  # noqa: S603 - the operator's own command line
@@ -144,6 +149,14 @@ def supervise(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop_process_group(process, timeout_s=STOP_GRACE_S)
+
+
+def _explicit_model_control(command: list[str]) -> bool:
+    """Whether a tritonserver command line sets ``--model-control-mode=explicit`` (either spelling)."""
+    pairs = zip(command, [*command[1:], ""], strict=True)
+    return any(
+        arg == MODEL_CONTROL_ARGS[0] or (arg, value) == tuple(MODEL_CONTROL_ARGS[0].split("=")) for arg, value in pairs
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -107,7 +107,7 @@ def check_health(client: Client, *, cache: HealthCache | None = None) -> HealthR
     try:
         client.wait_until_ready(READINESS_TIMEOUT_S)
     except RTMOClientError as error:
-        return HealthReport(healthy=False, reason=f"not ready: {error.message}", inference="not sent")
+        return HealthReport(healthy=False, reason=error.message, inference="not sent")
     if cache is not None and cache.fresh(client.url):
         return HealthReport(healthy=True, reason="", inference="cached")
     frame = np.zeros((PROBE_FRAME_SIZE, PROBE_FRAME_SIZE, 3), np.uint8)
@@ -115,11 +115,11 @@ def check_health(client: Client, *, cache: HealthCache | None = None) -> HealthR
         result = client.estimate(frame, channels="bgr")
     except RTMOClientError as error:
         kind = error.status or type(error).__name__
-        return HealthReport(healthy=False, reason=f"probe frame failed: {kind}: {error.message}", inference="served")
+        reason = f"probe frame to {client.url} failed: {kind}: {error.message}"
+        return HealthReport(healthy=False, reason=reason, inference="served")
     if result.image_size not in (None, (PROBE_FRAME_SIZE, PROBE_FRAME_SIZE)):
-        return HealthReport(
-            healthy=False, reason=f"probe frame answered for an image of {result.image_size}", inference="served"
-        )
+        reason = f"probe frame to {client.url} answered for an image of {result.image_size}"
+        return HealthReport(healthy=False, reason=reason, inference="served")
     if cache is not None:
         cache.record_success(client.url)
     return HealthReport(healthy=True, reason="", inference="served")

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
         report = check_health(client, cache=cache)
     if not report.healthy:
-        print(f"rtmo-client: unhealthy: {args.url}: {report.reason}", file=sys.stderr)
+        print(f"rtmo-client: unhealthy: {report.reason}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(f"healthy: {args.url} (probe frame {report.inference})")
