@@ -93,15 +93,32 @@ def test_a_stub_dying_while_another_model_heals_is_healed_at_the_next_poll() -> 
     assert [heal.model for heal in supervisor.poll()] == ["postprocess"]
 
 
-def test_a_refused_load_is_tried_again_at_every_poll_until_it_succeeds() -> None:
-    server = FakeServer({"engine": 1})
-    supervisor = supervisor_for(server)
+def test_a_refused_load_is_tried_again_with_a_doubling_pause_until_it_succeeds() -> None:
+    server = FakeServer({"engine": 1, "postprocess": 1})
+    now = [0.0]
+    supervisor = StubSupervisor(
+        list_stubs=server.list_stubs,
+        control=server,
+        poll_interval_s=0.25,
+        max_retry_interval_s=1.0,
+        clock=lambda: now[0],
+    )
+    supervisor._known = {stub.pid: stub for stub in server.list_stubs()}
     server.kill("engine_0_0")
-    server.refuse_loads = 2
-    assert supervisor.poll() == [] and supervisor.poll() == []
-    (heal,) = supervisor.poll()
-    assert heal.model == "engine" and server.calls.count(("load", "engine")) == 3
-    assert [stub.model for stub in server.stubs] == ["engine"]
+    server.refuse_loads = 3
+    loads_at = []
+    for _ in range(20):  # 5 s of polls every 0.25 s (exact in binary)
+        before = server.calls.count(("load", "engine"))
+        heals = supervisor.poll()
+        if server.calls.count(("load", "engine")) > before:
+            loads_at.append(now[0])
+        if heals:
+            break
+        now[0] += 0.25
+    assert loads_at == [0.0, 0.5, 1.5, 2.5]  # pauses 0.5, then capped at 1.0
+    assert [heal.model for heal in supervisor.heals] == ["engine"]
+    assert sorted(stub.model for stub in server.stubs) == ["engine", "postprocess"]
+    assert ("load", "postprocess") not in server.calls
 
 
 def test_the_thread_heals_in_the_background_and_its_death_is_visible() -> None:
@@ -149,6 +166,8 @@ def test_stub_command_lines_name_the_model_and_instance_and_other_processes_are_
 def test_options_are_validated_with_the_field_and_value_named() -> None:
     with pytest.raises(ValueError, match="poll_interval_s=0"):
         StubSupervisor(list_stubs=list, control=FakeServer({}), poll_interval_s=0)
+    with pytest.raises(ValueError, match="max_retry_interval_s=0.1"):
+        StubSupervisor(list_stubs=list, control=FakeServer({}), poll_interval_s=0.2, max_retry_interval_s=0.1)
     with pytest.raises(ValueError, match="http_url='localhost:8000'"):
         HttpModelControl("localhost:8000")
 

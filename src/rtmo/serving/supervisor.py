@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -140,6 +140,16 @@ class HttpModelControl:
             raise ModelControlError(f"{action} of model {model!r}: no answer from {url}: {error}") from error
 
 
+@dataclass
+class _Outage:
+    """A model waiting to be reloaded: its dead stubs, since when, and when to try (again)."""
+
+    detected_at_s: float
+    next_try_at_s: float
+    instances: list[str] = field(default_factory=list)
+    attempts: int = 0
+
+
 class StubSupervisor:
     """Watches the Python stubs and reloads (unload, then load) the model of any stub that died.
 
@@ -149,8 +159,9 @@ class StubSupervisor:
         poll_interval_s: Pause between two looks at the stubs.
         clock: Monotonic seconds, for the recorded :class:`Heal` times.
 
-    A model whose heal failed (the server refused the load) is tried again at every poll until it loads; its
-    readiness stays false meanwhile, which is the truth.
+    A model whose heal failed (the server refused the load, e.g. out of memory) is tried again, after a pause
+    that doubles from ``poll_interval_s`` up to ``max_retry_interval_s``, until it loads; its readiness stays false
+    meanwhile, which is the truth.
     """
 
     def __init__(
@@ -159,10 +170,16 @@ class StubSupervisor:
         list_stubs: Callable[[], list[PythonStub]],
         control: ModelControl,
         poll_interval_s: float = 0.2,
+        max_retry_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s={poll_interval_s}; accepted: a positive number of seconds")
+        if max_retry_interval_s < poll_interval_s:
+            raise ValueError(
+                f"max_retry_interval_s={max_retry_interval_s}; accepted: seconds >= poll_interval_s ({poll_interval_s})"
+            )
+        self.max_retry_interval_s = max_retry_interval_s
         self.list_stubs = list_stubs
         self.control = control
         self.poll_interval_s = poll_interval_s
@@ -170,7 +187,7 @@ class StubSupervisor:
         self.heals: list[Heal] = []
         self.failure: BaseException | None = None
         self._known: dict[int, PythonStub] = {}
-        self._pending: dict[str, tuple[tuple[str, ...], float]] = {}  # model -> (dead instances, detected at)
+        self._pending: dict[str, _Outage] = {}  # by model
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -181,21 +198,32 @@ class StubSupervisor:
         for pid, stub in self._known.items():
             if pid not in current:
                 LOGGER.warning("stub %s (pid %d) of model %r died", stub.instance or "?", pid, stub.model)
-                instances, detected_at_s = self._pending.get(stub.model, ((), now_s))
-                self._pending[stub.model] = ((*instances, stub.instance), detected_at_s)
-        if not self._pending:
+                outage = self._pending.setdefault(stub.model, _Outage(detected_at_s=now_s, next_try_at_s=now_s))
+                outage.instances.append(stub.instance)
+        due = sorted(model for model, outage in self._pending.items() if outage.next_try_at_s <= now_s)
+        if not due:
             self._known = current
             return []
         heals = []
-        for model in sorted(self._pending):
-            instances, detected_at_s = self._pending[model]
+        for model in due:
+            outage = self._pending[model]
             try:
                 self.control.unload(model)
                 self.control.load(model)
             except ModelControlError as error:
-                LOGGER.error("could not reload model %r (next try in %.1f s): %s", model, self.poll_interval_s, error)
+                outage.attempts += 1
+                pause_s = min(self.max_retry_interval_s, self.poll_interval_s * 2**outage.attempts)
+                outage.next_try_at_s = self.clock() + pause_s
+                LOGGER.error(
+                    "could not reload model %r (attempt %d, next in %.1f s): %s", model, outage.attempts, pause_s, error
+                )
                 continue
-            heal = Heal(model=model, instances=instances, detected_at_s=detected_at_s, healed_at_s=self.clock())
+            heal = Heal(
+                model=model,
+                instances=tuple(outage.instances),
+                detected_at_s=outage.detected_at_s,
+                healed_at_s=self.clock(),
+            )
             LOGGER.warning("model %r reloaded %.2f s after its stub died", model, heal.duration_s)
             del self._pending[model]
             heals.append(heal)
@@ -206,7 +234,8 @@ class StubSupervisor:
         for pid, stub in current.items():
             if pid not in after and stub.model not in healed and stub.model not in self._pending:
                 LOGGER.warning("stub %s (pid %d) of model %r died", stub.instance or "?", pid, stub.model)
-                self._pending[stub.model] = ((stub.instance,), self.clock())
+                now_s = self.clock()
+                self._pending[stub.model] = _Outage(detected_at_s=now_s, next_try_at_s=now_s, instances=[stub.instance])
         self._known = after
         self.heals.extend(heals)
         return heals
