@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,9 +169,10 @@ def test_gpu_pods_run_the_compose_images_and_command_with_one_gpu_for_both_conta
     services = compose()["services"]
     triton, build = by_name["triton"], by_name["engine-build"]
     assert triton["image"] == services["triton"]["image"] and build["image"] == services["engine-build"]["image"]
-    assert triton["command"] == services["triton"]["command"][:2] + ["--model-config-name=gpu"] + services[
-        "triton"
-    ]["command"][3:]
+    assert (
+        triton["command"]
+        == services["triton"]["command"][:2] + ["--model-config-name=gpu"] + services["triton"]["command"][3:]
+    )
     for container in (triton, build):
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
@@ -229,7 +229,8 @@ def test_the_plan_cache_is_a_shared_claim_mounted_by_the_init_container_only() -
 def test_plan_cache_folders_differ_per_gpu_model_tensorrt_and_checkpoint() -> None:
     key = plan_cache_key("gpu:rtmo-s_body7", gpu="NVIDIA H100 80GB HBM3", tensorrt_version="10.5.0.18")
     assert key == plan_cache_key("gpu:rtmo-s_body7", gpu="NVIDIA H100 80GB HBM3", tensorrt_version="10.5.0.18")
-    assert re.fullmatch(r"[A-Za-z0-9.-]+", key) and key.startswith("NVIDIA-H100-80GB-HBM3-trt10.5.0.18-gpu-rtmo-s-body7-")
+    assert re.fullmatch(r"[A-Za-z0-9.-]+", key)
+    assert key.startswith("NVIDIA-H100-80GB-HBM3-trt10.5.0.18-gpu-rtmo-s-body7-")
     others = {
         plan_cache_key("gpu:rtmo-s_body7", gpu="NVIDIA L4", tensorrt_version="10.5.0.18"),
         plan_cache_key("gpu:rtmo-s_body7", gpu="NVIDIA H100 80GB HBM3", tensorrt_version="10.6.0.26"),
@@ -242,6 +243,8 @@ def test_plan_cache_folders_differ_per_gpu_model_tensorrt_and_checkpoint() -> No
 
 
 def test_every_probe_runs_the_sdk_health_check_that_the_triton_image_installs() -> None:
+    import tomllib
+
     triton = containers(one(render(), "Deployment"))["triton"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert triton[probe]["exec"]["command"] == PROBE, probe
@@ -321,9 +324,10 @@ def test_disruption_budget_and_service_monitor_select_the_pods() -> None:
     monitor = one(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= one(objects, "Service", "rtmo")["metadata"][
-        "labels"
-    ].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= one(objects, "Service", "rtmo")["metadata"]["labels"].items()
+    )
     assert not [o for o in render() if o["kind"] == "ServiceMonitor"]
     assert not [o for o in render({"podDisruptionBudget": {"enabled": False}}) if o["kind"] == "PodDisruptionBudget"]
 
