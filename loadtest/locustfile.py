@@ -12,7 +12,8 @@ The response "length" is the number of people found, so Locust's "Average size" 
 At the end, the peak number of gRPC calls in flight at once is logged: with gevent-enabled gRPC it reaches the
 number of users; a blocking channel would keep it at 1.
 
-Headless, with CSV and HTML reports (``-H`` is the server's gRPC ``host:port``)::
+Headless, with CSV and HTML reports (``-H`` is the server's gRPC ``host:port``; several servers: ``-H a:8001,b:8001``
+taken in turn, or ``-H dns:///rtmo-grpc.default.svc:8001`` for every pod of a Kubernetes headless Service)::
 
     locust -f loadtest/locustfile.py --headless -u 4 -r 2 -t 60s -H 127.0.0.1:8001 \\
         --csv results/rtmo --html results/rtmo.html RTMOUser
@@ -92,6 +93,15 @@ def _log_peak(environment: Any, **_: Any) -> None:
     LOGGER.info("peak concurrent gRPC calls: %d", _InFlight.peak)
 
 
+def grpc_endpoints(host: str) -> list[str]:
+    """The servers of ``-H``/``--host``: one ``host:port``, ``dns:///host:port`` (every pod of a headless Service),
+    or several ``host:port`` separated by commas, which each user takes in turn per request."""
+    endpoints = [url.strip() for url in host.split(",") if url.strip()]
+    if not endpoints:
+        raise ValueError(f"--host={host!r}; accepted: host:port, dns:///host:port, or host:port,host:port,...")
+    return endpoints
+
+
 class RTMOGrpcUser(User):
     """A user with its own ``rtmo_client.Client`` (one gRPC channel); subclasses add tasks."""
 
@@ -104,7 +114,9 @@ class RTMOGrpcUser(User):
         options = environment.parsed_options
         self.batch_size = options.batch_size if options else 4
         self.score_threshold = options.score_threshold if options else None
-        self.client = rtmo_client.Client(self.host, timeout_s=options.timeout_s if options else 60.0, retries=0)
+        self.client = rtmo_client.Client(
+            grpc_endpoints(self.host), timeout_s=options.timeout_s if options else 60.0, retries=0
+        )
         self._next = 0
 
     def on_stop(self) -> None:

@@ -43,6 +43,7 @@ DISTRIBUTIONS = {
     "tritonclient": "tritonclient",
     "google": "protobuf",
     "torch": "torch",
+    "onnxruntime": "onnxruntime",
 }
 
 
@@ -177,7 +178,7 @@ def test_triton_runs_under_rtmo_supervise_with_the_model_control_and_exit_timeou
     assert http_url.endswith(":8000")  # the container's HTTP port, where the supervisor unloads and loads
     assert triton["init"] is True
     dockerfile = (DOCKER / "triton" / "Dockerfile").read_text()
-    assert "./client" in dockerfile and "health-requirements.txt" in dockerfile
+    assert "./client" in dockerfile and "probe-requirements.txt" in dockerfile
     ignore = (DOCKER / "triton" / "Dockerfile.dockerignore").read_text()
     assert "!client/src/" in ignore
 
@@ -296,7 +297,8 @@ def requirement_names(path: Path) -> set[str]:
 
 
 def test_triton_image_installs_every_package_the_python_models_import() -> None:
-    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess")]
+    # engine: the CPU target's ONNX Runtime adapter (keypoints/1/model.py links to it), for the chart's `target: cpu`.
+    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess", "engine")]
     imported = third_party_imports(*models) - {"triton_python_backend_utils"}  # provided by Triton's Python backend
     assert imported <= set(DISTRIBUTIONS), (
         f"serving imports {sorted(imported - set(DISTRIBUTIONS))}; add them to the images"

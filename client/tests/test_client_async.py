@@ -37,7 +37,7 @@ def test_async_estimate_and_batch_equal_the_sync_client() -> None:
                 await client.estimate(frame, channels="rgb"),
                 *await client.estimate_batch([PHOTO, PHOTO]),
             ]
-            return got, client._transport  # type: ignore[return-value]
+            return got, client._transports[0]  # type: ignore[return-value]
 
     got, fake = asyncio.run(main())
     assert [r.image_size for r in got] == [r.image_size for r in expected]

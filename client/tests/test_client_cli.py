@@ -23,7 +23,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTransport:
 
     def client(url: str, **options: object) -> rtmo_client.Client:
         created.append({"url": url, **options})
-        return rtmo_client.Client(url, transport=transport, **options)  # type: ignore[arg-type]
+        transports = [transport] * (1 if isinstance(url, str) else len(url))
+        return rtmo_client.Client(url, transport=transports, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_common, "Client", client)
     transport.created = created  # type: ignore[attr-defined]
@@ -56,7 +57,7 @@ def test_predict_prints_json_lines_in_order_and_draws_into_out(
     assert [len(line["people"]) for line in lines] == [2, 2, 2]
     assert list(lines[0]["people"][0]["keypoints"]) == KEYPOINT_NAMES
     assert [request.parameters for request in fake.requests] == [{"score_threshold": 0.3}] * 3
-    assert fake.created[0]["url"] == "host:9" and fake.created[0]["headers"] == {"x-token": "abc"}  # type: ignore[attr-defined]
+    assert fake.created[0]["url"] == ["host:9"] and fake.created[0]["headers"] == {"x-token": "abc"}  # type: ignore[attr-defined]
     for photo in photos:
         drawn = cv2.imread(str(tmp_path / "drawn" / f"{photo.stem}.jpg"))
         assert drawn is not None and drawn.shape == cv2.imread(str(photo)).shape

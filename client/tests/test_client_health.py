@@ -97,3 +97,8 @@ def test_cache_records_expire_are_per_url_and_ignore_other_users_files(tmp_path:
     assert HealthCache.default_path("a:1") != HealthCache.default_path("b:2")
     with pytest.raises(ValueError, match="max_age_s=-1"):
         HealthCache(tmp_path / "h.json", max_age_s=-1)
+
+
+def test_health_checks_one_server_at_a_time() -> None:
+    with pytest.raises(SystemExit, match="one server .* per check; got 2"):
+        main(["health", "--url", "a:8001,b:8001"])

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# engine-build service: fill /models/repository for `tritonserver --model-config-name=gpu`.
-# Reuses the plan from an earlier run when it was built for this GPU, TensorRT, checkpoint, precision, max batch and
-# top-K (python -m rtmo.build.reuse); otherwise exports and builds it (minutes). Settings come from the environment.
+# engine-build service (compose) and init container (Helm chart): fill /models/repository for
+# `tritonserver --model-config-name=$RTMO_TARGET`. For gpu, reuses the plan from an earlier run when it was built for
+# this GPU, TensorRT, checkpoint, precision, max batch and top-K (python -m rtmo.build.reuse); otherwise exports and
+# builds it (minutes). cpu exports the ONNX models for ONNX Runtime. Settings come from the environment.
 set -euo pipefail
+
+target="${RTMO_TARGET:-gpu}"
+case "$target" in
+    cpu | gpu) ;;
+    *) echo "engine-build: RTMO_TARGET=$target; accepted: cpu, gpu" >&2; exit 2 ;;
+esac
 
 checkpoint="${RTMO_CHECKPOINT:-rtmo-s_body7}"
 precision="${RTMO_PRECISION:-fp16}"
@@ -15,12 +22,24 @@ models="${RTMO_MODELS_DIR:-/models}"          # the compose volume
 templates="${RTMO_TEMPLATES:-/opt/rtmo/model_repository}"
 repository="$models/repository"
 work="$models/work"
+if [ -n "${RTMO_PLAN_CACHE:-}" ]; then
+    # A volume shared by pods, maybe on several GPU models: one folder per GPU model, TensorRT and checkpoint.
+    key=$(python3 -c 'import sys; from rtmo.build.reuse import plan_cache_key; print(plan_cache_key(sys.argv[1]))' \
+        "$target:$checkpoint")
+    work="$RTMO_PLAN_CACHE/$key"
+fi
 
 # The image's templates win over an older copy in the volume; built artifacts in the volume stay.
 mkdir -p "$repository" "$work"
 cp -r "$templates/." "$repository/"
+# Pods starting together on one GPU model build once: the others wait here, then reuse that plan.
+exec 9>"$work/.lock"
+flock 9
 
-if python3 -m rtmo.build.reuse --export-dir "$work/export" --checkpoint "$checkpoint" --precision "$precision" \
+if [ "$target" = cpu ]; then
+    python3 -m rtmo.build --checkpoint "$checkpoint" --target cpu --repository "$repository" --work-dir "$work" \
+        --max-batch-size "$max_batch" --top-k "$top_k" "${instances[@]}"
+elif python3 -m rtmo.build.reuse --export-dir "$work/export" --checkpoint "$checkpoint" --precision "$precision" \
         --max-batch-size "$max_batch" --top-k "$top_k"; then
     python3 -m rtmo.build.assemble --export-dir "$work/export" --target gpu --repository "$repository" \
         --max-batch-size "$max_batch" "${instances[@]}"
@@ -31,4 +50,4 @@ else
         --precision "$precision" --max-batch-size "$max_batch" --top-k "$top_k" --workspace-gib "$workspace_gib" \
         "${instances[@]}"
 fi
-echo "engine-build: $repository ready for tritonserver --model-config-name=gpu"
+echo "engine-build: $repository ready for tritonserver --model-config-name=$target"

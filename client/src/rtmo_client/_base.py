@@ -7,6 +7,7 @@ shared memory registration and closing live here, and a client only performs the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 from rtmo_client._effects import Operation, Sleep, call
 from rtmo_client._shm import SERVER_FLAG_HINT, FramePool, Region, batch_bytes, frame_input_in
+from rtmo_client.endpoints import Pin, RoundRobin, Targets, resolve_addresses
 from rtmo_client.errors import (
     ModelNotReadyError,
     RTMOClientError,
@@ -49,6 +51,7 @@ DEFAULT_RETRIES = 3
 READY_MODELS = ENSEMBLES
 
 T = TypeVar("T")
+TransportT = TypeVar("TransportT")
 
 
 class BaseClient:
@@ -56,7 +59,7 @@ class BaseClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         timeout_s: float | None,
         ssl: bool,
@@ -71,7 +74,15 @@ class BaseClient:
             raise ValueError(f"timeout_s={timeout_s}; accepted: a positive number of seconds, or None for no limit")
         if not ssl and any(pem is not None for pem in (root_certificates, private_key, certificate_chain)):
             raise ValueError("root_certificates, private_key and certificate_chain need ssl=True")
-        self.url = url
+        self.targets = Targets.parse(url)
+        if shared_memory and (len(self.targets.urls) > 1 or self.targets.dns):
+            raise ValueError(
+                f"shared_memory=True with url={url!r}; shared memory needs the one server on this host: give one "
+                "'host:port'"
+            )
+        self.url = str(self.targets)
+        self.balancer = RoundRobin(len(self.targets.urls))
+        self._stream_turns = itertools.count()  # which address of a dns:/// target the next stream is pinned to
         self.timeout_s = timeout_s
         self.headers = dict(headers) if headers else None
         self.retry = retry_policy(retries)
@@ -108,7 +119,7 @@ class BaseClient:
             pose_nms=pose_nms,
         )
 
-    def _should_retry(self, error: RTMOClientError, retry: int) -> bool:
+    def _should_retry(self, error: RTMOClientError, retry: int, endpoint: int) -> bool:
         """Whether to try again: UNAVAILABLE and NOT_FOUND, within the retry budget.
 
         NOT_FOUND is what a model being reloaded answers ("has no available versions": the server heals a crashed
@@ -117,25 +128,42 @@ class BaseClient:
         if not (isinstance(error, (UnavailableError, ModelNotReadyError)) and retry < self.retry.max_retries):
             return False
         LOGGER.info(
-            "%s is unavailable (%s); retry %d of %d", self.url, error.message, retry + 1, self.retry.max_retries
+            "%s is unavailable (%s); retry %d of %d",
+            self.endpoint_url(endpoint),
+            error.message,
+            retry + 1,
+            self.retry.max_retries,
         )
         if self.pool is not None and isinstance(error, UnavailableError):
             self.pool.mark_unregistered()  # a restarted server forgot our regions
         return True
 
-    def _retried(self, attempt: Callable[[], Operation[T]]) -> Operation[T]:
-        """Run ``attempt``, translating tritonclient errors and retrying UNAVAILABLE and NOT_FOUND with backoff.
+    def stream_pin(self, count: int) -> Pin:
+        """The pin of a stream over its own ``count`` addresses of a ``dns:///`` target, streams taking turns."""
+        return Pin(next(self._stream_turns) % count, count)
 
+    def endpoint_url(self, endpoint: int) -> str:
+        """The URL of endpoint number ``endpoint`` (a stream on a ``dns:///`` target has its own list)."""
+        urls = self.targets.urls
+        return urls[endpoint] if endpoint < len(urls) else f"{self.url} (address {endpoint})"
+
+    def _retried(self, attempt: Callable[[int], Operation[T]], pin: Pin | None = None) -> Operation[T]:
+        """Run ``attempt(endpoint)``, translating tritonclient errors, retrying UNAVAILABLE and NOT_FOUND with backoff.
+
+        The first attempt goes to ``pin``'s endpoint (default: the next in turn), each retry to the next endpoint.
         Only idempotent calls go through here (reads and inference); closing is never retried.
         """
+        pin = pin if pin is not None else self.balancer.next()
+        endpoint = pin.endpoint
         retry = 0
         while True:
             try:
-                return (yield from attempt())
+                return (yield from attempt(endpoint))
             except InferenceServerException as error:
                 mapped = from_triton_error(error)
-                if not self._should_retry(mapped, retry):
+                if not self._should_retry(mapped, retry, endpoint):
                     raise mapped from error
+            endpoint = pin.move_from(endpoint)
             yield Sleep(self.retry.backoff_s(retry))
             retry += 1
 
@@ -145,7 +173,9 @@ class BaseClient:
         self.check_open()
         deadline = self.deadline(timeout_s)
         metadata = yield from self._retried(
-            lambda: call("get_server_metadata", headers=self.headers, as_json=True, client_timeout=deadline)
+            lambda endpoint: call(
+                "get_server_metadata", endpoint=endpoint, headers=self.headers, as_json=True, client_timeout=deadline
+            )
         )
         return parse_server_info(metadata)
 
@@ -153,37 +183,54 @@ class BaseClient:
         self.check_open()
         deadline = self.deadline(timeout_s)
         config = yield from self._retried(
-            lambda: call("get_model_config", model, headers=self.headers, as_json=True, client_timeout=deadline)
+            lambda endpoint: call(
+                "get_model_config",
+                model,
+                endpoint=endpoint,
+                headers=self.headers,
+                as_json=True,
+                client_timeout=deadline,
+            )
         )
         info = parse_model_info(config)
         self.infos[model] = info
         return info
 
     def wait_until_ready(self, timeout_s: float, models: Sequence[str]) -> Operation[None]:
-        """Poll readiness with growing pauses until ``models`` are ready or ``timeout_s`` has passed."""
+        """Poll readiness with growing pauses until every endpoint has ``models`` ready, or ``timeout_s`` has passed."""
         self.check_open()
         deadline_s = time.monotonic() + timeout_s
         pause_s = 0.05
+        waiting = list(range(len(self.targets.urls)))  # endpoints not seen ready yet
         while True:
             try:
-                unready = yield from self._unready(models, self._poll_timeout_s(deadline_s))
+                unready = None
+                while waiting and unready is None:
+                    unready = yield from self._unready(models, self._poll_timeout_s(deadline_s), waiting[0])
+                    if unready is None:
+                        waiting.pop(0)
                 if unready is None:
                     return
                 reason, unreachable = unready, False
             except InferenceServerException as error:
                 reason, unreachable = self._unready_reason(error), True
             if time.monotonic() + pause_s > deadline_s:
+                reason = f"{self.endpoint_url(waiting[0])}: {reason}" if len(self.targets.urls) > 1 else reason
                 raise self._not_ready_error(timeout_s, reason, unreachable=unreachable)
             yield Sleep(pause_s)
             pause_s = min(0.5, pause_s * 2)
 
-    def _unready(self, models: Sequence[str], timeout_s: float) -> Operation[str | None]:
-        """Why the server or one of ``models`` is not ready yet, or None when all are."""
-        if not (yield from call("is_server_ready", headers=self.headers, client_timeout=timeout_s)):
+    def _unready(self, models: Sequence[str], timeout_s: float, endpoint: int) -> Operation[str | None]:
+        """Why the server at ``endpoint`` or one of its ``models`` is not ready yet, or None when all are."""
+        if not (yield from call("is_server_ready", endpoint=endpoint, headers=self.headers, client_timeout=timeout_s)):
             return "server not ready"
         waiting = []
         for model in models:
-            if not (yield from call("is_model_ready", model, headers=self.headers, client_timeout=timeout_s)):
+            if not (
+                yield from call(
+                    "is_model_ready", model, endpoint=endpoint, headers=self.headers, client_timeout=timeout_s
+                )
+            ):
                 waiting.append(model)
         return f"models not ready: {waiting}" if waiting else None
 
@@ -225,9 +272,16 @@ class BaseClient:
         return (yield from self.run(payloads, parameters, timeout_s))
 
     def run(
-        self, payloads: Sequence[Payload], parameters: dict[str, Any] | None, timeout_s: float | None
+        self,
+        payloads: Sequence[Payload],
+        parameters: dict[str, Any] | None,
+        timeout_s: float | None,
+        pin: Pin | None = None,
     ) -> Operation[list[PoseResult]]:
-        """One request for ``payloads``, retried as a whole; ``model_info`` first if its keypoint names are unknown."""
+        """One request for ``payloads``, retried as a whole; ``model_info`` first if its keypoint names are unknown.
+
+        ``pin``: the endpoint of a stream (default: the next in turn).
+        """
         self.check_open()
         model = model_for(payloads)
         deadline = self.deadline(timeout_s)
@@ -236,13 +290,20 @@ class BaseClient:
             info = yield from self.model_info(model, timeout_s)
         if self.pool is not None and model == FRAME_MODEL:
             frames = [p for p in payloads if isinstance(p, Frame)]
-            result = yield from self._retried(lambda: self._infer_shared(frames, parameters, deadline))
+            result = yield from self._retried(lambda _: self._infer_shared(frames, parameters, deadline))
         else:
             inputs = inputs_for(model, payloads)
             result = yield from self._retried(
-                lambda: call(
-                    "infer", model, inputs, client_timeout=deadline, headers=self.headers, parameters=parameters
-                )
+                lambda endpoint: call(
+                    "infer",
+                    model,
+                    inputs,
+                    endpoint=endpoint,
+                    client_timeout=deadline,
+                    headers=self.headers,
+                    parameters=parameters,
+                ),
+                pin,
             )
         return decode_result(result, payloads, info)
 
@@ -299,7 +360,16 @@ class BaseClient:
                 for region in self.pool.regions():
                     yield from self._drop_region(region)
         finally:
-            yield from call("close")
+            yield from close_all(len(self.targets.urls))
+
+
+def close_all(count: int, endpoint: int = 0) -> Operation[None]:
+    """Close the transports of endpoints ``endpoint`` to ``count - 1``, each even when an earlier one fails."""
+    if endpoint < count:
+        try:
+            yield from call("close", endpoint=endpoint)
+        finally:
+            yield from close_all(count, endpoint + 1)
 
 
 def registration_error(error: InferenceServerException, region_name: str) -> RTMOClientError | None:
@@ -317,3 +387,37 @@ def registration_error(error: InferenceServerException, region_name: str) -> RTM
     return SharedMemoryError(
         f"the server refused shared memory region {region_name!r}: {mapped.message} ({SERVER_FLAG_HINT})", status=status
     )
+
+
+def given_transports(transport: TransportT | Sequence[TransportT] | None, targets: Targets) -> list[TransportT] | None:
+    """The transports a caller passed (one, or one per endpoint of ``targets``), or None to make gRPC channels.
+
+    Raises:
+        ValueError: not one transport per endpoint.
+    """
+    if transport is None:
+        return None
+    transports: list[TransportT] = list(transport) if isinstance(transport, (list, tuple)) else [transport]  # type: ignore[list-item]
+    if len(transports) != len(targets.urls):
+        raise ValueError(
+            f"transport: {len(transports)} given for {len(targets.urls)} endpoint(s) ({targets}); accepted: one per "
+            "endpoint"
+        )
+    return transports
+
+
+def stream_addresses(targets: Targets) -> tuple[list[str], str]:
+    """The addresses a stream on the ``dns:///`` target may pin to, and the host name (for TLS).
+
+    Raises:
+        UnavailableError: the name does not resolve, or to no address.
+    """
+    target = targets.urls[0]
+    try:
+        addresses = resolve_addresses(target)
+    except OSError as error:
+        raise UnavailableError(f"{target} does not resolve: {error}", status="UNAVAILABLE") from error
+    if not addresses:
+        raise UnavailableError(f"{target} resolves to no address", status="UNAVAILABLE")
+    host = target.removeprefix("dns:///").rpartition(":")[0].strip("[]")
+    return addresses, host

@@ -7,13 +7,13 @@ method to call) or a :class:`Sleep` (a retry backoff or a readiness pause) and g
     steps = Steps(operation)
     for effect in steps:
         with steps.outcome():
-            steps.result = effect.perform(transport, time.sleep)  # the async driver awaits this
+            steps.result = effect.perform(transports, time.sleep)  # the async driver awaits this
     return steps.value
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -35,15 +35,17 @@ Method = Literal[
 
 @dataclass(frozen=True)
 class Call:
-    """Call ``transport.<method>(*args, **kwargs)``; the operation receives what it returns, or what it raises."""
+    """Call ``<method>(*args, **kwargs)`` on the transport of ``endpoint``; the operation receives what it returns,
+    or what it raises."""
 
     method: Method
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    endpoint: int = 0
 
-    def perform(self, transport: object, sleep: Callable[[float], Any]) -> Any:
+    def perform(self, transports: Sequence[object], sleep: Callable[[float], Any]) -> Any:
         """The call's result (an awaitable for an async transport)."""
-        return getattr(transport, self.method)(*self.args, **self.kwargs)
+        return getattr(transports[self.endpoint], self.method)(*self.args, **self.kwargs)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Sleep:
 
     seconds: float
 
-    def perform(self, transport: object, sleep: Callable[[float], Any]) -> Any:
+    def perform(self, transports: Sequence[object], sleep: Callable[[float], Any]) -> Any:
         """``sleep(seconds)`` (an awaitable for ``asyncio.sleep``)."""
         return sleep(self.seconds)
 
@@ -61,9 +63,9 @@ Effect = Call | Sleep
 Operation = Generator[Effect, Any, T]
 
 
-def call(method: Method, *args: Any, **kwargs: Any) -> Operation[Any]:
-    """One transport call, as a sub-operation (``result = yield from call(...)``)."""
-    return (yield Call(method, args, kwargs))
+def call(method: Method, *args: Any, endpoint: int = 0, **kwargs: Any) -> Operation[Any]:
+    """One transport call to ``endpoint``, as a sub-operation (``result = yield from call(...)``)."""
+    return (yield Call(method, args, kwargs, endpoint))
 
 
 class Steps(Generic[T]):

@@ -7,9 +7,19 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Seq
 from types import TracebackType
 from typing import Any, TypeVar
 
-from rtmo_client._base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_URL, READY_MODELS, BaseClient
+from rtmo_client._base import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    READY_MODELS,
+    BaseClient,
+    close_all,
+    given_transports,
+    stream_addresses,
+)
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import Batcher, OrderedWindow, validate_options
+from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import AsyncTransport, CertificateSource, async_grpc_transport
@@ -35,7 +45,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         ssl: bool = False,
@@ -45,7 +55,7 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
         retries: int | RetryPolicy = DEFAULT_RETRIES,
         shared_memory: bool = False,
-        transport: AsyncTransport | None = None,
+        transport: AsyncTransport | Sequence[AsyncTransport] | None = None,
     ) -> None:
         """See :meth:`rtmo_client.Client.__init__`."""
         self._base = BaseClient(
@@ -59,23 +69,26 @@ class AsyncClient:
             retries=retries,
             shared_memory=shared_memory,
         )
-        self._transport = (
-            transport if transport is not None else async_grpc_transport(url, credentials=self._base.credentials)
-        )
+        credentials = self._base.credentials
+        self._transports: Sequence[AsyncTransport] = given_transports(transport, self._base.targets) or [
+            async_grpc_transport(endpoint, credentials=credentials) for endpoint in self._base.targets.urls
+        ]
+        self._own_channels = transport is None
 
     @property
     def url(self) -> str:
-        """The server's ``host:port``."""
+        """The server's ``host:port`` (the endpoints, comma separated, when there are several)."""
         return self._base.url
 
     # -- calls --------------------------------------------------------------------------------------------------
 
-    async def _drive(self, operation: Operation[T]) -> T:
-        """Perform the effects of ``operation``, awaiting each, and return its value."""
+    async def _drive(self, operation: Operation[T], transports: Sequence[AsyncTransport] | None = None) -> T:
+        """Perform the effects of ``operation`` on ``transports`` (default: the client's), awaiting each."""
+        on = self._transports if transports is None else transports
         steps = Steps(operation)
         for effect in steps:
             with steps.outcome():
-                steps.result = await effect.perform(self._transport, asyncio.sleep)
+                steps.result = await effect.perform(on, asyncio.sleep)
         return steps.value
 
     async def server_info(self, *, timeout_s: float | None = None) -> ServerInfo:
@@ -151,11 +164,13 @@ class AsyncClient:
         batch_size: int,
     ) -> AsyncIterator[PoseResult]:
         window: OrderedWindow[asyncio.Task[list[PoseResult]]] = OrderedWindow(max_in_flight)
+        transports, pin = self._stream_endpoints()
         try:
             async for run in _batches(images, channels, batch_size):
                 async for result in _make_room(window):
                     yield result
-                window.pending.append(asyncio.ensure_future(self._drive(self._base.run(run, parameters, timeout_s))))
+                request = self._base.run(run, parameters, timeout_s, pin)
+                window.pending.append(asyncio.ensure_future(self._drive(request, transports)))
             while window.pending:
                 for result in await window.pending.popleft():
                     yield result
@@ -164,6 +179,18 @@ class AsyncClient:
                 task.cancel()
             if window.pending:
                 await asyncio.gather(*window.pending, return_exceptions=True)
+            if transports is not self._transports:
+                await self._drive(close_all(len(transports)), transports)
+
+    def _stream_endpoints(self) -> tuple[Sequence[AsyncTransport], Pin]:
+        """See :meth:`rtmo_client.Client._stream_endpoints`."""
+        targets = self._base.targets
+        if not (targets.dns and self._own_channels):
+            return self._transports, self._base.balancer.next()
+        addresses, host = stream_addresses(targets)
+        credentials = self._base.credentials
+        transports = [async_grpc_transport(a, credentials=credentials, tls_target_name=host) for a in addresses]
+        return transports, self._base.stream_pin(len(transports))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

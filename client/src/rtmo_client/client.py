@@ -8,9 +8,19 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, TypeVar
 
-from rtmo_client._base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_URL, READY_MODELS, BaseClient
+from rtmo_client._base import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    READY_MODELS,
+    BaseClient,
+    close_all,
+    given_transports,
+    stream_addresses,
+)
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import OrderedWindow, batches, validate_options
+from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
 from rtmo_client.transport import CertificateSource, SyncTransport, grpc_transport
@@ -38,7 +48,7 @@ class Client:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         ssl: bool = False,
@@ -48,12 +58,15 @@ class Client:
         headers: Mapping[str, str] | None = None,
         retries: int | RetryPolicy = DEFAULT_RETRIES,
         shared_memory: bool = False,
-        transport: SyncTransport | None = None,
+        transport: SyncTransport | Sequence[SyncTransport] | None = None,
     ) -> None:
         """Connect lazily to ``url``; nothing is sent until the first call.
 
         Args:
-            url: gRPC ``host:port`` of the server.
+            url: gRPC ``host:port`` of the server; a list of them, taken in turn per request; or
+                ``dns:///host:port``, spread round-robin over every address the name resolves to (a Kubernetes
+                headless Service). A retry after UNAVAILABLE goes to another endpoint (see
+                :mod:`rtmo_client.endpoints`).
             timeout_s: Default deadline of every call, per attempt (None: wait forever).
             ssl: Use TLS.
             root_certificates: PEM (bytes or file path) of the CA that signed the server's certificate; None uses
@@ -65,10 +78,12 @@ class Client:
                 :class:`RetryPolicy`.
             shared_memory: Send numpy frames through system shared memory instead of the request body (client
                 and server on one host; Triton >= 2.69 needs ``--allow-client-shm=true``).
-            transport: A ready transport to use instead of a new gRPC channel (tests pass a fake one).
+            transport: A ready transport, or one per endpoint of ``url``, to use instead of new gRPC channels (tests
+                pass fake ones).
 
         Raises:
-            ValueError: a non-positive timeout, or certificates without ``ssl=True``.
+            ValueError: a non-positive timeout, certificates without ``ssl=True``, an empty or mixed ``url`` list,
+                shared memory with several endpoints, or not one ``transport`` per endpoint.
             OSError: a certificate file cannot be read.
         """
         self._base = BaseClient(
@@ -82,23 +97,25 @@ class Client:
             retries=retries,
             shared_memory=shared_memory,
         )
-        self._transport = (
-            transport if transport is not None else grpc_transport(url, credentials=self._base.credentials)
-        )
+        credentials = self._base.credentials
+        self._transports: Sequence[SyncTransport] = given_transports(transport, self._base.targets) or [
+            grpc_transport(endpoint, credentials=credentials) for endpoint in self._base.targets.urls
+        ]
+        self._own_channels = transport is None
 
     @property
     def url(self) -> str:
-        """The server's ``host:port``."""
+        """The server's ``host:port`` (the endpoints, comma separated, when there are several)."""
         return self._base.url
 
     # -- calls --------------------------------------------------------------------------------------------------
 
-    def _drive(self, operation: Operation[T]) -> T:
-        """Perform the effects of ``operation``, blocking, and return its value."""
+    def _drive(self, operation: Operation[T], transports: Sequence[SyncTransport] | None = None) -> T:
+        """Perform the effects of ``operation`` on ``transports`` (default: the client's), blocking."""
         steps = Steps(operation)
         for effect in steps:
             with steps.outcome():
-                steps.result = effect.perform(self._transport, time.sleep)
+                steps.result = effect.perform(self._transports if transports is None else transports, time.sleep)
         return steps.value
 
     def server_info(self, *, timeout_s: float | None = None) -> ServerInfo:
@@ -194,6 +211,9 @@ class Client:
     ) -> Iterator[PoseResult]:
         """Results for many images (a video, a camera, a directory), in input order, with bounded requests in flight.
 
+        All the requests of a stream go to one endpoint (one connection; with ``dns:///``, one of the addresses the
+        name resolves to when the stream starts), and move to another only when it fails.
+
         ``images`` is read lazily: at most ``max_in_flight`` requests of ``batch_size`` images await an answer, and
         at most ``2 * max_in_flight`` answered ones wait for an earlier, slower one; past that the next image is
         read only when the caller takes a result, so a slow consumer slows the reading (back-pressure). See
@@ -229,16 +249,32 @@ class Client:
         batch_size: int,
     ) -> Iterator[PoseResult]:
         window: OrderedWindow[Future[list[PoseResult]]] = OrderedWindow(max_in_flight)
-        with ThreadPoolExecutor(max_in_flight, thread_name_prefix="rtmo-client-stream") as pool:
-            try:
-                for run in batches(payloads, batch_size):
-                    yield from _make_room(window)
-                    window.pending.append(pool.submit(self._drive, self._base.run(run, parameters, timeout_s)))
-                while window.pending:
-                    yield from window.pending.popleft().result()
-            finally:
-                for future in window.pending:
-                    future.cancel()
+        transports, pin = self._stream_endpoints()
+        try:
+            with ThreadPoolExecutor(max_in_flight, thread_name_prefix="rtmo-client-stream") as pool:
+                try:
+                    for run in batches(payloads, batch_size):
+                        yield from _make_room(window)
+                        request = self._base.run(run, parameters, timeout_s, pin)
+                        window.pending.append(pool.submit(self._drive, request, transports))
+                    while window.pending:
+                        yield from window.pending.popleft().result()
+                finally:
+                    for future in window.pending:
+                        future.cancel()
+        finally:
+            if transports is not self._transports:
+                self._drive(close_all(len(transports)), transports)
+
+    def _stream_endpoints(self) -> tuple[Sequence[SyncTransport], Pin]:
+        """The transports of one stream and its pin: the client's, or for ``dns:///`` one channel per address."""
+        targets = self._base.targets
+        if not (targets.dns and self._own_channels):
+            return self._transports, self._base.balancer.next()
+        addresses, host = stream_addresses(targets)
+        credentials = self._base.credentials
+        transports = [grpc_transport(a, credentials=credentials, tls_target_name=host) for a in addresses]
+        return transports, self._base.stream_pin(len(transports))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import grpc
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 
+from rtmo_client.endpoints import DNS_SCHEME
 from rtmo_client.wire import InferResultLike
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
     "tls_credentials",
 ]
 
-_MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: the frames of a batch easily pass gRPC's 4 MiB default
+_MAX_MESSAGE_BYTES = grpcclient.MAX_GRPC_MESSAGE_SIZE  # the frames of a batch easily pass gRPC's 4 MiB default
 
 CertificateSource = str | os.PathLike[str] | bytes
 
@@ -120,19 +121,36 @@ class AsyncTransport(Protocol):
     async def close(self) -> None: ...
 
 
-def channel_options() -> list[tuple[str, int]]:
-    """gRPC channel options: tritonclient's message limits, and reconnection retried within 2 s at most.
+def channel_options(*, round_robin: bool = False, tls_target_name: str | None = None) -> list[tuple[str, Any]]:
+    """gRPC channel options: tritonclient's own defaults, and reconnection retried within 2 s at most.
 
-    gRPC's default reconnect backoff grows to 120 s, so after a server restart a channel could keep failing fast
-    long after the server is back; our own retries need the channel to try again soon.
+    tritonclient sets its message limits and keepalive options only when given no ``channel_args``; passing any
+    replaces them all, so they are given again here, from tritonclient's ``KeepAliveOptions`` defaults. gRPC's
+    default reconnect backoff grows to 120 s, so after a server restart a channel could keep failing fast long after
+    the server is back; our own retries need the channel to try again soon.
+
+    Args:
+        round_robin: Spread calls over every address a ``dns:///`` target resolves to (gRPC's default,
+            ``pick_first``, sends them all to the first).
+        tls_target_name: The host name the server's TLS certificate carries, for a channel to one of its addresses.
     """
-    return [
+    keepalive = grpcclient.KeepAliveOptions()
+    options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 2000),
     ]
+    if round_robin:
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    if tls_target_name is not None:
+        options.append(("grpc.ssl_target_name_override", tls_target_name))
+    return options
 
 
 def _read_pem(source: CertificateSource | None) -> bytes | None:
@@ -159,13 +177,27 @@ def tls_credentials(
     )
 
 
-def grpc_transport(url: str, *, credentials: grpc.ChannelCredentials | None = None) -> SyncTransport:
-    """A blocking ``tritonclient.grpc`` client for ``url`` (``host:port``), TLS when ``credentials`` are given."""
-    client: SyncTransport = grpcclient.InferenceServerClient(url, creds=credentials, channel_args=channel_options())
+def _options_for(url: str, tls_target_name: str | None) -> list[tuple[str, Any]]:
+    return channel_options(round_robin=url.startswith(DNS_SCHEME), tls_target_name=tls_target_name)
+
+
+def grpc_transport(
+    url: str, *, credentials: grpc.ChannelCredentials | None = None, tls_target_name: str | None = None
+) -> SyncTransport:
+    """A blocking ``tritonclient.grpc`` client for ``url`` (``host:port``, or ``dns:///host:port`` balanced
+    round-robin over its addresses), TLS when ``credentials`` are given."""
+    client: SyncTransport = grpcclient.InferenceServerClient(
+        url, creds=credentials, channel_args=_options_for(url, tls_target_name)
+    )
     return client
 
 
-def async_grpc_transport(url: str, *, credentials: grpc.ChannelCredentials | None = None) -> AsyncTransport:
-    """An asyncio ``tritonclient.grpc.aio`` client for ``url``; create it inside the event loop that uses it."""
-    client: AsyncTransport = grpcaio.InferenceServerClient(url, creds=credentials, channel_args=channel_options())
+def async_grpc_transport(
+    url: str, *, credentials: grpc.ChannelCredentials | None = None, tls_target_name: str | None = None
+) -> AsyncTransport:
+    """An asyncio ``tritonclient.grpc.aio`` client for ``url`` (as :func:`grpc_transport`); create it inside the
+    event loop that uses it."""
+    client: AsyncTransport = grpcaio.InferenceServerClient(
+        url, creds=credentials, channel_args=_options_for(url, tls_target_name)
+    )
     return client

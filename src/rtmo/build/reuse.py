@@ -4,15 +4,18 @@ TensorRT plans are tied to the TensorRT version and the GPU model they were buil
 checkpoint, precision, Triton ``max_batch_size`` and the exported graph. ``rtmo.build.engine`` records all of that
 in the ``model.plan.json`` sidecar; ``plan_mismatches`` compares it with what is wanted now. The docker compose
 ``engine-build`` service runs ``python -m rtmo.build.reuse`` first and skips export and engine build (minutes)
-when it exits 0.
+when it exits 0. A plan cache shared by pods on several GPU models (the Helm chart's ``planCache``) keeps one
+folder per GPU model, TensorRT version and checkpoint, named by ``plan_cache_key``.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from rtmo.errors import RTMOError
 from rtmo.files import sha256_file
 from rtmo.zoo import checkpoint_sha256, resolve_checkpoint
 
-__all__ = ["PlanRequest", "gpu_name", "main", "plan_mismatches", "reusable_plan_mismatches"]
+__all__ = ["PlanRequest", "gpu_name", "main", "plan_cache_key", "plan_mismatches", "reusable_plan_mismatches"]
 
 LOGGER = logging.getLogger(__name__)
 UNKNOWN = "unknown"
@@ -97,6 +100,18 @@ def gpu_name(device: int = 0) -> str:
     if cuda.cuDeviceGetName(name, len(name), handle) != 0:
         return UNKNOWN
     return name.value.decode(errors="replace") or UNKNOWN
+
+
+def plan_cache_key(checkpoint: str, *, gpu: str | None = None, tensorrt_version: str | None = None) -> str:
+    """The folder, in a plan cache shared by several GPU models, for plans of ``checkpoint`` built on this GPU model
+    with this TensorRT (or the ``gpu`` and ``tensorrt_version`` given): readable, and unique through a hash.
+
+    Pods of one GPU model share a folder and reuse its plan; another GPU model never overwrites it.
+    """
+    parts = (gpu or gpu_name(), f"trt{tensorrt_version or _tensorrt_version()}", checkpoint)
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(parts)).strip("-")[:100]
+    return f"{readable}-{digest}"
 
 
 def _tensorrt_version() -> str:

@@ -15,7 +15,13 @@ T = TypeVar("T")
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--timeout``, TLS and header options."""
     group = parser.add_argument_group("connection")
-    group.add_argument("--url", default="localhost:8001", help="server gRPC host:port (default: %(default)s)")
+    group.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="server gRPC host:port, or dns:///host:port for every pod of a headless Service; several servers: repeat "
+        "--url or separate them with commas, requests take them in turn (default: localhost:8001)",
+    )
     group.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="per-call deadline in seconds (default: %(default)s)"
     )
@@ -66,13 +72,21 @@ def connect(args: argparse.Namespace) -> Client:
             raise SystemExit(f"rtmo-client: --header {item!r}: expected KEY=VALUE")
         headers[key] = value
     return Client(
-        args.url,
+        urls(args.url),
         timeout_s=args.timeout,
         ssl=args.ssl or args.root_certificates is not None,
         root_certificates=args.root_certificates,
         headers=headers or None,
         retries=args.retries,
     )
+
+
+def urls(given: list[str] | None) -> list[str]:
+    """The endpoints of the ``--url`` options (repeated, or comma separated), default ``localhost:8001``."""
+    endpoints = [url.strip() for value in given or ["localhost:8001"] for url in value.split(",") if url.strip()]
+    if not endpoints:
+        raise SystemExit("rtmo-client: --url: expected host:port")
+    return endpoints
 
 
 def progress(items: Iterable[T], *, total: int | None, unit: str, enabled: bool) -> Iterator[T]:

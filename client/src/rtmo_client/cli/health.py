@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rtmo_client.cli._common import add_connection_options, connect
+from rtmo_client.cli._common import add_connection_options, connect, urls
 from rtmo_client.health import HealthCache, check_health
 
 PROBE_TIMEOUT_S = 5.0  # shorter than a probe's own timeout, so a hung server is reported rather than killed
@@ -39,12 +39,16 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check once; returns the exit status."""
-    cache = HealthCache(args.cache_file or HealthCache.default_path(args.url), max_age_s=args.cache_s)
+    endpoints = urls(args.url)
+    if len(endpoints) != 1:  # a probe answers for one server; the balancing client would test whichever came next
+        raise SystemExit(f"rtmo-client health: --url: one server (host:port) per check; got {len(endpoints)}")
+    url = endpoints[0]
+    cache = HealthCache(args.cache_file or HealthCache.default_path(url), max_age_s=args.cache_s)
     with connect(args) as client:
         report = check_health(client, cache=cache)
     if not report.healthy:
         print(f"rtmo-client: unhealthy: {report.reason}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"healthy: {args.url} (probe frame {report.inference})")
+        print(f"healthy: {url} (probe frame {report.inference})")
     return 0
