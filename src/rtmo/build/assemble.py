@@ -41,6 +41,9 @@ from rtmo_contract import (
     PEOPLE,
     POSTPROCESS,
     PREPROCESS,
+    TRACK_MODEL,
+    TRACKER,
+    TRACKS,
     Tensor,
 )
 
@@ -89,6 +92,8 @@ def _signatures() -> dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]:
         POSTPROCESS: ((*candidates_in, LETTERBOX), PEOPLE),
         IMAGE_MODEL: ((IMAGE_INPUT,), PEOPLE),
         FRAME_MODEL: ((FRAME_INPUT,), PEOPLE),
+        TRACKER: (PEOPLE, (*PEOPLE, *TRACKS)),
+        TRACK_MODEL: ((FRAME_INPUT,), (*PEOPLE, *TRACKS)),
     }
 
 
@@ -177,6 +182,7 @@ def generate_config(
     params = _parameters(metadata, target)
     params["num_keypoints"] = str(int(metadata["num_keypoints"]))
     params["keypoints_max_batch_size"] = str(people_per_call)
+    params["keypoint_sigmas"] = json.dumps(_keypoint_sigmas(metadata))
     if model in (ENGINE, KEYPOINTS) and target == "cpu":
         config.platform = ""
         config.backend = "python"
@@ -189,10 +195,25 @@ def generate_config(
         PREPROCESS: ("input_size",),
         POSTPROCESS: ("num_anchors", "num_keypoints", "keypoints_max_batch_size"),
         KEYPOINTS: ("intra_op_threads",) if target == "cpu" else (),
-    }.get(model, tuple(key for key in params if key not in ("num_keypoints", "keypoints_max_batch_size")))
+        TRACKER: ("keypoint_sigmas",),
+    }.get(model, tuple(key for key in params if key not in _STEP_PARAMETERS))
     for key in keep:
         config.parameters[key].string_value = params[key]
     return json_format.ParseDict(json_format.MessageToDict(config, preserving_proto_field_name=True), pb2.ModelConfig())
+
+
+_STEP_PARAMETERS = ("num_keypoints", "keypoints_max_batch_size", "keypoint_sigmas")  # not the ensembles' business
+
+
+def _keypoint_sigmas(metadata: Mapping[str, Any]) -> list[float]:
+    """The OKS sigmas the tracker compares poses with (the export's ``keypoint_sigmas``, one per keypoint)."""
+    sigmas = metadata.get("keypoint_sigmas")
+    if not isinstance(sigmas, list) or len(sigmas) != int(metadata["num_keypoints"]):
+        raise BuildError(
+            f"metadata.json: keypoint_sigmas is {sigmas!r}; expected {metadata['num_keypoints']} numbers "
+            "(the tracker's OKS sigmas): re-export with the current rtmo (python -m rtmo.build.export)"
+        )
+    return [float(s) for s in sigmas]
 
 
 def _onnx_tensor_names(onnx_path: Path) -> tuple[list[str], list[str]]:
