@@ -50,6 +50,13 @@ def test_people_crossing_keep_their_ids() -> None:
     assert run(frames) == [([2, 1] if t % 2 else [1, 2]) for t in range(21)]
 
 
+def test_a_person_who_stops_and_turns_back_abruptly_keeps_the_id() -> None:
+    # 32 px a frame right, a stop, then 32 px a frame back: the filter still expects the person further right.
+    pan = (0, 1, 2, 3, 4, 4, 3, 2, 1, 0) * 2
+    frames = [frame(person(240 + 32 * step, 200, width=133, height=133)) for step in pan]
+    assert run(frames) == [[1]] * len(pan)
+
+
 def test_an_occluded_person_keeps_the_id_and_a_newcomer_gets_the_next_one() -> None:
     frames = []
     for t in range(20):

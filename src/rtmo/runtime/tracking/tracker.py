@@ -12,9 +12,10 @@ Each frame:
 6. high-scoring people still free and above ``track_new_threshold`` start tentative tracks.
 
 A match is the optimal assignment (Hungarian, ``scipy.optimize.linear_sum_assignment``) on ``1 - similarity``,
-with similarity = ``(1 - w) * IoU + w * OKS`` of the person and the track's predicted box and shifted keypoints;
-pairs below ``track_min_similarity`` never match. Ids are given when a track is confirmed, counting from 1, and
-never reused within the sequence.
+with similarity = ``(1 - w) * IoU + w * OKS`` of the person and the track's predicted box and shifted keypoints,
+or of its last seen box and keypoints if that is higher (the filter lags behind a person who stops or turns
+abruptly); pairs below ``track_min_similarity`` never match. Ids are given when a track is confirmed, counting
+from 1, and never reused within the sequence.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class _Track:
     covariance: np.ndarray  # (8, 8)
     keypoints: np.ndarray  # (J, 2) at the last match
     keypoint_scores: np.ndarray  # (J,)
-    centre: np.ndarray  # (2,) box centre at the last match: the keypoints move with the predicted centre
+    box: np.ndarray  # (4,) xyxy at the last match; the keypoints move with the predicted centre
     state: TrackState
     started: int  # frame number
     last_seen: int
@@ -122,20 +123,23 @@ class Tracker:
     ) -> np.ndarray:
         chosen = [self.tracks[i] for i in tracks]
         means = np.stack([t.mean for t in chosen])
-        predicted = boxes_from_states(means)
-        iou = box_iou(predicted, people.boxes[people_index])
-        if oks_weight == 0:
-            return iou
-        shift = means[:, None, :2] - np.stack([t.centre for t in chosen])[:, None]
-        oks = keypoint_similarity(
-            np.stack([t.keypoints for t in chosen]) + shift,
-            np.stack([t.keypoint_scores for t in chosen]),
-            people.keypoints[people_index],
-            people.keypoint_scores[people_index],
-            areas=means[:, 2] * means[:, 3],
-            sigmas=self.sigmas,
-        )
-        return (1 - oks_weight) * iou + oks_weight * oks
+        seen = np.stack([t.box for t in chosen])
+        keypoints = np.stack([t.keypoints for t in chosen])
+        motion = means[:, None, :2] - ((seen[:, :2] + seen[:, 2:]) / 2)[:, None]
+        best = np.zeros((len(chosen), len(people_index)))
+        for boxes, moved in ((boxes_from_states(means), keypoints + motion), (seen, keypoints)):
+            similarity = (1 - oks_weight) * box_iou(boxes, people.boxes[people_index])
+            if oks_weight > 0:
+                similarity += oks_weight * keypoint_similarity(
+                    moved,
+                    np.stack([t.keypoint_scores for t in chosen]),
+                    people.keypoints[people_index],
+                    people.keypoint_scores[people_index],
+                    areas=np.prod(boxes[:, 2:] - boxes[:, :2], axis=1),
+                    sigmas=self.sigmas,
+                )
+            best = np.maximum(best, similarity)
+        return best
 
     def _match(
         self,
@@ -196,7 +200,7 @@ class Tracker:
         track.mean, track.covariance = mean, covariance
         track.keypoints = people.keypoints[person].astype(np.float64)
         track.keypoint_scores = people.keypoint_scores[person].astype(np.float64)
-        track.centre = _centre(people.boxes[person])
+        track.box = people.boxes[person].astype(np.float64)
         track.hits = track.hits + 1 if track.last_seen == self.frame - 1 else 1
         track.last_seen = self.frame
         if track.state is TrackState.TENTATIVE and track.hits >= parameters.track_confirm_frames:
@@ -211,7 +215,7 @@ class Tracker:
             covariance=covariance[0],
             keypoints=people.keypoints[person].astype(np.float64),
             keypoint_scores=people.keypoint_scores[person].astype(np.float64),
-            centre=_centre(people.boxes[person]),
+            box=people.boxes[person].astype(np.float64),
             state=TrackState.TENTATIVE,
             started=self.frame,
             last_seen=self.frame,
@@ -234,8 +238,3 @@ class Tracker:
                 ids[person] = self.tracks[index].track_id
                 ages[person] = self.frame - self.tracks[index].started
         return Assignment(ids, ages)
-
-
-def _centre(box: np.ndarray) -> np.ndarray:
-    box = np.asarray(box, dtype=np.float64)
-    return (box[:2] + box[2:]) / 2
