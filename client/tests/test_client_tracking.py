@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from fake_triton import FakeAsyncTransport, FakeResult, FakeTransport, error, outputs_for
 
 from rtmo_client import AsyncClient, Client, InvalidInputError, TrackedPerson, TracksLostError
+from rtmo_client.cli import _common, main
+from rtmo_client.draw_tracks import draw_tracks, track_color
 from rtmo_contract import TRACK_MODEL, TrackingParameters
 
 
@@ -148,3 +152,42 @@ def test_async_track_runs_streams_concurrently_each_in_order() -> None:
     for stream_id in (1, 2):
         flags = [(s, e) for sid, s, e in server.flags if sid == stream_id]
         assert flags == [(True, False), (False, False), (False, False), (False, True)]
+
+
+def test_video_track_draws_each_id_in_its_colour_and_writes_mot_rows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = SequenceServer()
+    monkeypatch.setattr(_common, "Client", lambda url, **options: Client(url, transport=server, **options))
+    source, out, rows = tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "tracks" / "mot.txt"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (256, 192))
+    for _ in range(4):
+        writer.write(np.zeros((192, 256, 3), np.uint8))
+    writer.release()
+    argv = ["video", str(source), "--out", str(out), "--track", "--json", str(rows), "--no-progress"]
+    assert main([*argv, "--score-threshold", "0.2"]) == 0
+    assert [flags[1:] for flags in server.flags] == [(True, False), (False, False), (False, False), (False, True)]
+    assert server.requests[0].parameters == {"score_threshold": 0.2}
+    lines = rows.read_text().splitlines()
+    assert lines[:2] == ["1,1,0,1,50,79,0.90,-1,-1,-1", "1,2,10,11,50,79,0.80,-1,-1,-1"] and len(lines) == 8
+    capture = cv2.VideoCapture(str(out))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 4
+
+
+def test_draw_tracks_gives_each_id_its_own_stable_colour() -> None:
+    server = SequenceServer()
+    with Client(transport=server) as client:
+        (result,) = client.track(frames(1, (192, 256)), channels="bgr")
+    drawn = draw_tracks(np.zeros((192, 256, 3), np.uint8), result)
+    # Boxes: track 1 at x 0..50, track 2 at x 10..60, the untracked person at 20..70 (y 21..100).
+    assert tuple(drawn[60, 70]) == (160, 160, 160)
+    assert tuple(drawn[60, 60]) == track_color(2) and tuple(drawn[60, 50]) == track_color(1)
+    assert track_color(1) != track_color(2) and track_color(7) == track_color(7)
+
+
+def test_video_json_needs_track(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["video", str(tmp_path / "in.mp4"), "--out", str(tmp_path / "o.mp4"), "--json", "x.txt"]) == 1
+    assert "--json: writes tracks; add --track" in capsys.readouterr().err
