@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtmo.head import COCO_SIGMAS
+from rtmo.keypoints import COCO_SIGMAS
 from rtmo.runtime.tracking import SEQUENCE_END, SEQUENCE_START, Detections, Sequences, Tracker
 from rtmo_contract import InvalidRequestError, TrackingParameters
 

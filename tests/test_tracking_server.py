@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 import rtmo_client
-from rtmo.head import COCO_SIGMAS
+from rtmo.keypoints import COCO_SIGMAS
 from rtmo.runtime.tracking import Detections, Tracker
 from rtmo.serving.cpu import cpu_server
 from rtmo.serving.tritonserver import TritonServer, free_ports

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from google.protobuf import json_format, text_format
 
 from rtmo.errors import BuildError
+from rtmo.keypoints import layout_for
 from rtmo_contract import (
     CANDIDATE_PREFIX,
     CANDIDATES,
@@ -206,13 +207,12 @@ _STEP_PARAMETERS = ("num_keypoints", "keypoints_max_batch_size", "keypoint_sigma
 
 
 def _keypoint_sigmas(metadata: Mapping[str, Any]) -> list[float]:
-    """The OKS sigmas the tracker compares poses with (the export's ``keypoint_sigmas``, one per keypoint)."""
-    sigmas = metadata.get("keypoint_sigmas")
-    if not isinstance(sigmas, list) or len(sigmas) != int(metadata["num_keypoints"]):
-        raise BuildError(
-            f"metadata.json: keypoint_sigmas is {sigmas!r}; expected {metadata['num_keypoints']} numbers "
-            "(the tracker's OKS sigmas): re-export with the current rtmo (python -m rtmo.build.export)"
-        )
+    """The OKS sigmas the tracker compares poses with: the export's ``keypoint_sigmas`` (the checkpoint's), or for
+    an export made before they were recorded, its dataset's."""
+    count = int(metadata["num_keypoints"])
+    sigmas = metadata.get("keypoint_sigmas", layout_for(count).sigmas)
+    if not isinstance(sigmas, (list, tuple)) or len(sigmas) != count:
+        raise BuildError(f"metadata.json: keypoint_sigmas is {sigmas!r}; expected {count} numbers (OKS sigmas)")
     return [float(s) for s in sigmas]
 
 
