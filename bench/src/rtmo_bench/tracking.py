@@ -9,7 +9,8 @@
    (closed loop: each thread one video, the next frame when the last returned; ``rtmo_frames`` gets one frame per
    request too). Target ≥ 0.95.
 
-Without ``--url`` it serves ``--checkpoint`` (default ``random:tiny``, no download) on CPU as ``rtmo serve`` does.
+Without ``--url`` it serves, on CPU as ``rtmo serve`` does, a random-weight ``--size`` RTMO calibrated to find about
+``--people`` people in the photo the frames are cut from (``rtmo_bench.crowd``; no download).
 A table is printed, then one JSON object as the last line. Nothing here asserts on time.
 """
 
@@ -36,6 +37,7 @@ from rtmo_bench.synthetic_video import synthetic_video
 from rtmo_contract import TrackingParameters
 
 FRAME_SIZE = (1280, 720)
+PHOTO = PHOTOS / "000000196141.jpg"  # the served video pans over it
 _POSE = np.random.default_rng(123).uniform(0.15, 0.85, (17, 2))  # one box-relative pose for every simulated person
 
 
@@ -188,7 +190,7 @@ def track_caller(url: str, frames: Sequence[np.ndarray], *, score_threshold: flo
 
 
 def throughput(url: str, *, concurrency: Sequence[int], duration_s: float, rounds: int, score_threshold: float) -> list:
-    photo = cv2.imread(str(PHOTOS / "000000196141.jpg"))
+    photo = cv2.imread(str(PHOTO))
     frames = synthetic_video(photo, frames=30).frames
     rows = []
     for threads in concurrency:
@@ -219,10 +221,16 @@ def server_url(args: argparse.Namespace) -> Iterator[str]:
     if args.url:
         yield args.url
         return
+    import tempfile
+    from pathlib import Path
+
+    from rtmo_bench.crowd import crowd_checkpoint
     from rtmo_bench.serving import started_server
 
-    with started_server(args.checkpoint, threads=args.threads, max_batch_size=8, top_k=256) as (server, _):
-        yield server.urls.grpc
+    with tempfile.TemporaryDirectory(prefix="rtmo-bench-track-") as work:
+        checkpoint, _ = crowd_checkpoint(args.size, PHOTO, args.people, Path(work) / "crowd.pth")
+        with started_server(str(checkpoint), threads=args.threads, max_batch_size=8, top_k=256) as (server, _):
+            yield server.urls.grpc
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -271,7 +279,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rtmo_bench.tracking", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="measure a running server (gRPC host:port) instead of starting one")
-    parser.add_argument("--checkpoint", default="random:tiny", help="served without --url (default: %(default)s)")
+    parser.add_argument(
+        "--size", default="tiny", help="random-weight model served without --url (default: %(default)s)"
+    )
+    parser.add_argument("--people", type=int, default=20, help="people it is calibrated to find (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: ONNX Runtime's default)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], help="threads (videos) at once")
     parser.add_argument("--duration-s", type=float, default=20.0, help="measured seconds per model and concurrency")
