@@ -158,3 +158,18 @@ def test_sequences_start_end_size_and_idle() -> None:
 def test_tracking_parameters_refuse_out_of_range_values(field: str, value: object, match: str) -> None:
     with pytest.raises(InvalidRequestError, match=f"parameter {field}: got .*{match}"):
         TrackingParameters(**{field: value})
+
+
+def test_keypoint_similarity_is_cocos_oks_and_where_limits_the_pairs() -> None:
+    from rtmo.runtime.tracking.similarity import keypoint_similarity
+
+    track = np.zeros((1, 17, 2))
+    people = np.stack([np.zeros((17, 2)), np.full((17, 2), 3.0)])
+    ones = np.ones((2, 17))
+    oks = keypoint_similarity(track, ones[:1], people, ones, areas=np.array([100.0]), sigmas=SIGMAS)
+    expected = np.mean(np.exp(-18.0 / (2 * 100.0 * (2 * SIGMAS) ** 2)))  # d^2 = 3^2 + 3^2
+    np.testing.assert_allclose(oks, [[1.0, expected]])
+    masked = keypoint_similarity(
+        track, ones[:1], people, ones, areas=np.array([100.0]), sigmas=SIGMAS, where=np.array([[False, True]])
+    )
+    np.testing.assert_allclose(masked, [[0.0, expected]])

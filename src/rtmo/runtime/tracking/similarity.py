@@ -28,17 +28,23 @@ def keypoint_similarity(
     *,
     areas: np.ndarray,
     sigmas: np.ndarray,
+    where: np.ndarray | None = None,
 ) -> np.ndarray:
     """(M, J, 2) track and (N, J, 2) person keypoints -> (M, N) OKS.
 
     COCO's formula, ``exp(-d^2 / (2 * area * (2 sigma)^2))`` per keypoint, averaged with weights: the product of the
     two keypoints' scores, so joints either side cannot see count little. ``areas`` (M,) are the tracks' box areas
-    (COCO uses the object's area as its scale). A pair without any confident joint scores 0.
+    (COCO uses the object's area as its scale). A pair without any confident joint scores 0. ``where`` (M, N)
+    limits the work to those pairs (the others score 0): the tracker asks only for pairs whose boxes overlap, as
+    joints a box width apart are within 0.02 of 0 anyway, which takes 100 people from O(M N J) to O(M J).
     """
-    d2 = np.sum((track_keypoints[:, None].astype(np.float64) - keypoints[None].astype(np.float64)) ** 2, axis=3)
+    m, n = len(track_keypoints), len(keypoints)
+    rows, cols = np.nonzero(np.ones((m, n), bool) if where is None else where)
+    d2 = np.sum((track_keypoints[rows].astype(np.float64) - keypoints[cols].astype(np.float64)) ** 2, axis=2)
     variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    scale = 2 * np.maximum(np.asarray(areas, dtype=np.float64), 1.0)[:, None, None] * variances[None, None]
-    similarity = np.exp(-d2 / scale)
-    weights = track_scores[:, None].astype(np.float64) * scores[None].astype(np.float64)
-    total = weights.sum(axis=2)
-    return np.where(total > 0, (similarity * weights).sum(axis=2) / np.maximum(total, 1e-12), 0.0)
+    scale = 2 * np.maximum(np.asarray(areas, dtype=np.float64)[rows], 1.0)[:, None] * variances[None]
+    weights = track_scores[rows].astype(np.float64) * scores[cols].astype(np.float64)
+    total = weights.sum(axis=1)
+    out = np.zeros((m, n))
+    out[rows, cols] = np.where(total > 0, (np.exp(-d2 / scale) * weights).sum(axis=1) / np.maximum(total, 1e-12), 0.0)
+    return out

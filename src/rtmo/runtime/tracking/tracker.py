@@ -128,7 +128,8 @@ class Tracker:
         motion = means[:, None, :2] - ((seen[:, :2] + seen[:, 2:]) / 2)[:, None]
         best = np.zeros((len(chosen), len(people_index)))
         for boxes, moved in ((boxes_from_states(means), keypoints + motion), (seen, keypoints)):
-            similarity = (1 - oks_weight) * box_iou(boxes, people.boxes[people_index])
+            iou = box_iou(boxes, people.boxes[people_index])
+            similarity = (1 - oks_weight) * iou
             if oks_weight > 0:
                 similarity += oks_weight * keypoint_similarity(
                     moved,
@@ -137,6 +138,7 @@ class Tracker:
                     people.keypoint_scores[people_index],
                     areas=np.prod(boxes[:, 2:] - boxes[:, :2], axis=1),
                     sigmas=self.sigmas,
+                    where=iou > 0,
                 )
             best = np.maximum(best, similarity)
         return best
