@@ -61,8 +61,9 @@ POSTPROCESS = "postprocess"
 KEYPOINTS = "keypoints"  # the DCC keypoint decoder, called by postprocess on the people that survive NMS
 TRACK_MODEL = "rtmo_track"  # ensemble: the frames of one video, one per request in a sequence; people with track ids
 TRACKER = "tracker"  # sequence-batched: one tracker state per correlation id (per video)
-ENSEMBLES = (IMAGE_MODEL, FRAME_MODEL, TRACK_MODEL)
-MODELS = (PREPROCESS, ENGINE, KEYPOINTS, POSTPROCESS, TRACKER, *ENSEMBLES)
+# The stateless ensembles (what clients wait for by default; a server from before tracking has no TRACK_MODEL).
+ENSEMBLES = (IMAGE_MODEL, FRAME_MODEL)
+MODELS = (PREPROCESS, ENGINE, KEYPOINTS, POSTPROCESS, TRACKER, *ENSEMBLES, TRACK_MODEL)
 
 
 # -- tensors ----------------------------------------------------------------------------------------------------
