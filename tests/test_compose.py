@@ -157,13 +157,30 @@ def test_triton_and_engine_build_reserve_the_same_gpu_and_share_the_repository_v
     assert {"8000:8000", "8001:8001", "8002:8002"} == {
         re.sub(r"\$\{\w+:-(\d+)\}", r"\1", port) for port in triton["ports"]
     }
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["healthcheck"]["test"][1:4] == ["rtmo-client", "health", "--url"]  # the ensemble, not just readiness
     assert triton["depends_on"]["engine-build"]["condition"] == "service_completed_successfully"
     entrypoint = (DOCKER / "engine-build" / "entrypoint.sh").read_text()
     assert 'repository="$models/repository"' in entrypoint and '"${RTMO_MODELS_DIR:-/models}"' in entrypoint
     assert (
         "--model-repository=/models/repository" in triton["command"] and "--model-config-name=gpu" in triton["command"]
     )
+
+
+def test_triton_runs_under_rtmo_supervise_with_the_model_control_and_exit_timeout_rtmo_serve_uses() -> None:
+    from rtmo.serving.supervisor import MODEL_CONTROL_ARGS
+    from rtmo.serving.tritonserver import EXIT_TIMEOUT_ARGS
+
+    triton = compose()["services"]["triton"]
+    command = triton["command"]
+    assert command[:2] == ["rtmo", "supervise"] and command[command.index("--") + 1] == "tritonserver"
+    assert set(MODEL_CONTROL_ARGS) | set(EXIT_TIMEOUT_ARGS) <= set(command[command.index("--") + 1 :])
+    http_url = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--http-url="))
+    assert http_url.endswith(":8000")  # the container's HTTP port, where the supervisor unloads and loads
+    assert triton["init"] is True
+    dockerfile = (DOCKER / "triton" / "Dockerfile").read_text()
+    assert "./client" in dockerfile and "health-requirements.txt" in dockerfile
+    ignore = (DOCKER / "triton" / "Dockerfile.dockerignore").read_text()
+    assert "!client/src/" in ignore
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
@@ -470,7 +487,8 @@ def test_compose_triton_flags_start_triton_251_whose_metrics_feed_every_dashboar
     from rtmo.zoo import cache_dir
 
     command = compose()["services"]["triton"]["command"]
-    flags = [arg for arg in command[1:] if not arg.startswith(("--model-repository=", "--model-config-name="))]
+    server_command = command[command.index("tritonserver") :]
+    flags = [arg for arg in server_command[1:] if not arg.startswith(("--model-repository=", "--model-config-name="))]
     grpc_port, http_port, metrics_port = free_ports(3)
     server = TritonServer(
         model_repository=_identity_repository(tmp_path / "repo"),

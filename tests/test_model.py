@@ -151,5 +151,5 @@ def test_keypoint_decoder_refuses_bins_that_blocks_do_not_divide(tiny_model):
 
     dcc = copy.deepcopy(tiny_model.head.dcc)
     dcc.x_bins = torch.linspace(-0.5, 0.5, 190)
-    with pytest.raises(ValueError, match="x_bins: 190 bins; accepted: a multiple of 16"):
+    with pytest.raises(ValueError, match="x_bins: 190 bins; accepted: a multiple of 64"):
         KeypointDecoder(dcc, bbox_padding=1.25)

@@ -154,15 +154,36 @@ def test_letterbox_round_trips_through_array_form():
 
 
 @pytest.mark.parametrize(
-    ("height", "width", "shifted"),
-    [(480, 640, True), (640, 480, True), (640, 640, True), (320, 640, True), (479, 640, False), (333, 500, False)],
+    ("height", "width", "translated"),
+    [
+        (480, 640, True),  # VGA: a whole-pixel shift
+        (640, 480, True),
+        (640, 640, True),
+        (320, 640, True),
+        (427, 640, True),  # COCO's common size: a half-pixel shift of the rows
+        (640, 427, True),  # portrait: of the columns
+        (1, 640, True),  # one row: both samples straddle an edge
+        (639, 640, True),
+        (479, 639, False),  # scale != 1: warpAffine
+        (333, 500, False),
+    ],
 )
-def test_letterbox_copies_whole_pixel_shifts_bit_identically_to_warp_affine(height, width, shifted) -> None:
-    from rtmo.runtime.preprocess import _shifted_copy, _warp_matrix
+def test_letterbox_translations_are_bit_identical_to_warp_affine(height, width, translated) -> None:
+    from rtmo.runtime.preprocess import _translated, _warp_matrix
 
     image = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image[:4] = 255  # saturated and extreme values at an edge, where the padding is averaged in
+    image[-4:] = 0
     canvas, box = letterbox(image, (640, 640))
     matrix = _warp_matrix(box.center, box.scale, (640, 640))
     warped = cv2.warpAffine(image, matrix, (640, 640), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
-    assert (_shifted_copy(image, matrix, (640, 640)) is not None) == shifted  # VGA takes the copy
+    assert (_translated(image, matrix, (640, 640)) is not None) == translated
     np.testing.assert_array_equal(canvas, warped)
+
+
+@pytest.mark.parametrize("shift", [(0.5, 0.5), (-1.0, 0.0), (0.25, 0.0), (600.5, 0.0)])
+def test_translations_it_does_not_compute_are_left_to_warp_affine(shift) -> None:
+    from rtmo.runtime.preprocess import _translated
+
+    matrix = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
+    assert _translated(np.zeros((100, 100, 3), np.uint8), matrix, (640, 640)) is None

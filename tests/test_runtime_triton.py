@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -64,3 +66,31 @@ def test_respond_each_answers_unexpected_failures_internal_without_details_and_l
     )
     assert responses[2].error.code == FakeError.INVALID_ARG and responses[2].error.message == "image: empty (0 bytes)"
     assert any("secret internals" in message for message in FakeLogger.messages)
+
+
+_FREED_BLOCK_PROBE = """
+import sys, numpy as np
+from rtmo.runtime.triton import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+block = np.ones(16 * 2**20, np.uint8)  # 16 MiB, above glibc's default mmap threshold (128 KiB)
+before_free = resident_mib()
+del block
+print(before_free - resident_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt and /proc/self/statm are glibc/Linux")
+def test_keep_freed_memory_keeps_a_freed_large_block_for_reuse() -> None:
+    """Without it a 16 MiB array is its own mmap, returned to the kernel on free (and faulted in afresh by the next
+    request); with it the block stays in the heap."""
+
+    def released_mib(mode: str) -> float:
+        probe = subprocess.run([sys.executable, "-c", _FREED_BLOCK_PROBE, mode], capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr
+        return float(probe.stdout)
+
+    assert released_mib("default") > 15
+    assert released_mib("keep") < 1

@@ -78,6 +78,14 @@ def test_unavailable_is_retried_with_the_policys_backoff_until_it_succeeds(drive
     assert d.sleeps == [0.001, 0.002]
 
 
+def test_not_found_while_a_model_reloads_is_retried_with_the_same_backoff(driven: Callable[..., Driven]) -> None:
+    d = driven()
+    d.call("model_info")
+    d.fake.failures = [error("NOT_FOUND", "'rtmo_frames' has no available versions")]
+    assert len(d.call("estimate", PHOTO)) == 1
+    assert d.fake.calls == ["get_model_config:rtmo", "infer", "infer"] and d.sleeps == [0.001]
+
+
 def test_retries_stop_at_the_budget_and_other_statuses_are_never_retried(driven: Callable[..., Driven]) -> None:
     d = driven(retries=RetryPolicy(max_retries=1, initial_backoff_s=0.003, max_backoff_s=0.003, jitter=False))
     d.fake.failures = [error("UNAVAILABLE", "refused")] * 3

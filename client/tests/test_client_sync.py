@@ -109,11 +109,10 @@ def test_truncated_rows_and_padding_are_decoded_per_row() -> None:
     [
         ("INVALID_ARGUMENT", rtmo_client.InvalidInputError),
         ("INTERNAL", rtmo_client.ServerError),
-        ("NOT_FOUND", rtmo_client.ModelNotReadyError),
         ("DEADLINE_EXCEEDED", rtmo_client.DeadlineExceededError),
     ],
 )
-def test_non_unavailable_errors_are_raised_at_once_as_their_subclass_with_the_message_intact(
+def test_non_transient_errors_are_raised_at_once_as_their_subclass_with_the_message_intact(
     status: str, kind: type
 ) -> None:
     message = "in ensemble 'rtmo', parameter score_threshold: got 2.0; accepted: 0 <= value < 1"
@@ -132,6 +131,24 @@ def test_unavailable_is_retried_with_backoff_until_it_succeeds() -> None:
     fake.failures = [error("UNAVAILABLE"), error("UNAVAILABLE")]
     assert len(client.estimate(PHOTO)) == 1
     assert fake.calls.count("infer") == 3
+
+
+def test_not_found_of_a_model_being_reloaded_is_retried_like_unavailable() -> None:
+    client, fake = make()
+    client.model_info()
+    reloading = "Request for unknown model: 'engine' has no available versions"
+    fake.failures = [error("NOT_FOUND", reloading), error("NOT_FOUND", reloading)]
+    assert len(client.estimate(PHOTO)) == 1
+    assert fake.calls.count("infer") == 3
+
+
+def test_not_found_beyond_the_retry_budget_raises_model_not_ready_error_with_the_message() -> None:
+    client, fake = make(retries=RetryPolicy(max_retries=1, initial_backoff_s=0.0, max_backoff_s=0.0))
+    client.model_info()
+    fake.failures = [error("NOT_FOUND", "has no available versions")] * 3
+    with pytest.raises(rtmo_client.ModelNotReadyError, match="has no available versions") as raised:
+        client.estimate(PHOTO)
+    assert raised.value.status == "NOT_FOUND" and fake.calls.count("infer") == 2
 
 
 def test_unavailable_beyond_the_retry_budget_raises_unavailable_error() -> None:

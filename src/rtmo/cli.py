@@ -1,17 +1,28 @@
-"""``rtmo`` console script: ``rtmo serve`` starts the CPU Triton server on the RTMO ensemble."""
+"""``rtmo`` console script: ``rtmo serve`` starts the CPU Triton server on the RTMO ensemble; ``rtmo supervise``
+runs any tritonserver command (the GPU image's) with the same self-healing of crashed Python stubs."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rtmo.build.assemble import add_instance_options, assemble_repository, instance_counts
 from rtmo.errors import RTMOError
 from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
+from rtmo.serving.supervisor import MODEL_CONTROL_ARGS, HttpModelControl, StubSupervisor, python_stubs
+from rtmo.serving.tritonserver import (
+    STOP_GRACE_S,
+    die_with_parent_preexec,
+    http_ok,
+    live_process_group_members,
+    stop_process_group,
+)
 
 LOGGER = logging.getLogger("rtmo")
 
@@ -50,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
         server.start()
         seconds = server.wait_until_ready(args.startup_timeout_s)
         urls = server.urls
+        supervisor = supervise_group(server.pid, http_url=urls.http)
         print(f"RTMO ready in {seconds:.1f}s — checkpoint {prepared.checkpoint} (sha256 {prepared.sha256[:16]})")
         print(f"  gRPC    {urls.grpc}   (ensemble 'rtmo': encoded images; 'rtmo_frames': raw uint8 frames)")
         print(f"  HTTP    {urls.http}")
@@ -59,17 +71,92 @@ def serve(args: argparse.Namespace) -> int:
         print(_EXAMPLE.format(grpc=urls.grpc))
         print("Ctrl-C stops the server.")
         sys.stdout.flush()
-        while True:
-            time.sleep(0.5)
-            if not server.is_running():
-                LOGGER.error("tritonserver exited; last log lines:\n%s", server.log_tail())
-                return 1
+        return watch(supervisor, server_running=server.is_running, log_tail=server.log_tail)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         print("stopping tritonserver…")
-        server.stop()
-    return 0
+        server.stop(timeout_s=STOP_GRACE_S)
+
+
+def supervise_group(process_group: int | None, *, http_url: str) -> StubSupervisor:
+    """Start a :class:`StubSupervisor` on the Python stubs of tritonserver's process group (the server is ready)."""
+    if process_group is None:
+        raise RTMOError("tritonserver is not running: nothing to supervise")
+    supervisor = StubSupervisor(
+        list_stubs=lambda: python_stubs(live_process_group_members(process_group)),
+        control=HttpModelControl(http_url),
+    )
+    supervisor.start()
+    return supervisor
+
+
+def watch(supervisor: StubSupervisor, *, server_running: Callable[[], bool], log_tail: Callable[[], str]) -> int:
+    """Block while the server and its supervisor run; 1 as soon as either is gone (the caller stops the server).
+
+    A dead supervisor takes the server down with it: a server that no longer heals must not go on looking healthy.
+    """
+    try:
+        while True:
+            time.sleep(0.2)
+            if not server_running():
+                LOGGER.error("tritonserver exited; last log lines:\n%s", log_tail())
+                return 1
+            if not supervisor.is_alive():
+                LOGGER.error("the stub supervisor died (%r); stopping tritonserver", supervisor.failure)
+                return 1
+    finally:
+        supervisor.stop()
+
+
+def supervise(args: argparse.Namespace) -> int:
+    """``rtmo supervise -- tritonserver ...``: run the command, heal its crashed stubs, stop it on SIGINT/SIGTERM."""
+    command = args.server_command[1:] if args.server_command[:1] == ["--"] else args.server_command
+    if not command:
+        raise RTMOError("rtmo supervise: no server command; give it after --, e.g. rtmo supervise -- tritonserver ...")
+    if not _explicit_model_control(command):
+        raise RTMOError(
+            f"rtmo supervise: {' '.join(command)!r} lacks {' '.join(MODEL_CONTROL_ARGS)}; the supervisor reloads "
+            "models through Triton's model control API, which only explicit mode accepts"
+        )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    LOGGER.info("starting %s", " ".join(command))
+    try:
+        process = subprocess.Popen(  # noqa: S603 - the operator's own command line
+            command,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: the stubs are found, and stopped, with it
+            preexec_fn=die_with_parent_preexec(),  # noqa: PLW1509 - only prctl and getppid run in the child
+        )
+    except OSError as error:
+        raise RTMOError(f"rtmo supervise: cannot start {command[0]!r}: {error}") from error
+    http_url = args.http_url.rstrip("/")
+    try:
+        deadline_s = time.monotonic() + args.startup_timeout_s
+        while not http_ok(f"{http_url}/v2/health/ready", timeout_s=1.0):
+            if process.poll() is not None:
+                LOGGER.error("%s exited with code %d before becoming ready", command[0], process.returncode)
+                return 1
+            if time.monotonic() > deadline_s:
+                LOGGER.error("%s was not ready at %s within %.0f s", command[0], http_url, args.startup_timeout_s)
+                return 1
+            time.sleep(0.5)
+        LOGGER.info("%s ready; supervising its Python stubs", command[0])
+        supervisor = supervise_group(process.pid, http_url=http_url)
+        return watch(supervisor, server_running=lambda: process.poll() is None, log_tail=lambda: "(see above)")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_process_group(process, timeout_s=STOP_GRACE_S)
+
+
+def _explicit_model_control(command: list[str]) -> bool:
+    """Whether a tritonserver command line sets ``--model-control-mode=explicit`` (either spelling)."""
+    pairs = zip(command, [*command[1:], ""], strict=True)
+    return any(
+        arg == MODEL_CONTROL_ARGS[0] or (arg, value) == tuple(MODEL_CONTROL_ARGS[0].split("=")) for arg, value in pairs
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -110,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", type=Path, default=None)
     p.add_argument("--startup-timeout-s", type=float, default=180.0)
     p.set_defaults(func=serve)
+    s = sub.add_parser(
+        "supervise",
+        help="run a tritonserver command and reload the model of any Python stub that dies",
+        description="Run COMMAND (a tritonserver started with --model-control-mode=explicit --load-model=*) in its "
+        "own process group, and when one of its Python backend stubs dies, unload and load that model so readiness "
+        "is false during the outage and the model heals. Exits non-zero when the server or the supervisor dies.",
+    )
+    s.add_argument(
+        "--http-url", default="http://127.0.0.1:8000", help="the server's HTTP endpoint (default: %(default)s)"
+    )
+    s.add_argument("--startup-timeout-s", type=float, default=600.0, help="readiness deadline (default: %(default)s)")
+    s.add_argument("server_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    s.set_defaults(func=supervise)
     return parser
 
 

@@ -6,9 +6,13 @@ pixels: the function ``DCC.forward`` computes (MMPose's ``RTMOHead`` decode), ar
 - **Re-associated bin transform.** MMPose runs each of the 192 + 256 sine-encoded bin positions through ``x_fc`` /
   ``y_fc`` (128×128) and then takes their similarity with the J keypoint features. ``feats @ (enc @ W.T + b).T``
   equals ``(feats @ W) @ enc.T + feats @ b``: the 128×128 layer meets J = 17 features instead of 448 bins.
-- **Sine encoding by angle addition.** Bin ``i = B·a + c`` sits at ``b_{Ba}·s + c·δ·s`` (bins are evenly spaced,
-  ``δ`` apart, ``s`` the padded box size), so ``sin``/``cos`` of its ``64`` frequencies follow from those of the block
-  start and of the in-block offset: ``(192 + 256)·64`` transcendentals per person become ``(12 + 16 + 16 + 16)·64``.
+- **Angle addition on the keypoint side.** Bin ``i = B·a + c`` sits at angle ``A_a + C_c`` per frequency (bins are
+  evenly spaced, so ``A_a`` is the block start and ``C_c`` the in-block offset). With ``P = feats @ W`` split into its
+  cos and sin halves, ``P_cos·cos(A+C) + P_sin·sin(A+C)`` regroups as ``U·cos C + V·sin C`` with
+  ``U = P_cos·cos A + P_sin·sin A`` and ``V = P_sin·cos A − P_cos·sin A``: the elementwise work is done on
+  J × blocks rows (17 × 3 for 192 bins) rather than on all bins, and one matmul per axis with the encoding of the B
+  in-block offsets gives every logit. That encoding comes from a second angle addition (8 × 8), so a person costs
+  ``(3 + 4 + 4·8)·64·2`` sin/cos instead of ``448·64·2``.
 
 Both change only float rounding; the parity suite measures it against MMPose run in float64. Everything stays FP32:
 the bin positions are pixel offsets fed to sin/cos, which FP16 cannot resolve (the TensorRT build keeps it FP32).
@@ -22,9 +26,10 @@ from torch import nn
 
 from rtmo.head import DCC
 
-__all__ = ["BINS_PER_BLOCK", "KeypointDecoder"]
+__all__ = ["BINS_PER_BLOCK", "BINS_PER_SUB_BLOCK", "KeypointDecoder"]
 
-BINS_PER_BLOCK = 16  # divides both bin counts (192, 256)
+BINS_PER_BLOCK = 64  # divides both bin counts (192, 256)
+BINS_PER_SUB_BLOCK = 8  # divides BINS_PER_BLOCK: the in-block offsets' own angle addition
 
 
 class KeypointDecoder(nn.Module):
@@ -46,20 +51,35 @@ class KeypointDecoder(nn.Module):
             self.register_buffer(f"{name}_block_starts", bins[::BINS_PER_BLOCK].clone(), persistent=False)
             self.register_buffer(f"{name}_offsets", torch.arange(BINS_PER_BLOCK) * step, persistent=False)
 
-    def _sine_encoding(
-        self, block_starts: torch.Tensor, offsets: torch.Tensor, scale: torch.Tensor, rel: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cos`` and ``sin`` of every bin position over the 64 frequencies, each (N, bins, 64) (``DCC._encode``)."""
-        inverse_dim_t = 1.0 / self.dcc.spe.dim_t
+    def _axis_buffers(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.get_buffer(f"{name}_block_starts"), self.get_buffer(f"{name}_offsets")
+
+    def _offset_encoding(self, offsets: torch.Tensor, scale: torch.Tensor, inverse_dim_t: torch.Tensor) -> torch.Tensor:
+        """``cat(cos, sin)`` of the in-block offsets ``c·δ·s`` over the 64 frequencies: (N, BINS_PER_BLOCK, 128)."""
+        coarse = (offsets[::BINS_PER_SUB_BLOCK][None] * scale)[..., None] * inverse_dim_t  # (N, B / 8, 64)
+        fine = (offsets[:BINS_PER_SUB_BLOCK][None] * scale)[..., None] * inverse_dim_t  # (N, 8, 64)
+        cos_u, sin_u = coarse.cos()[:, :, None], coarse.sin()[:, :, None]
+        cos_v, sin_v = fine.cos()[:, None], fine.sin()[:, None]
+        encoding = torch.cat((cos_u * cos_v - sin_u * sin_v, sin_u * cos_v + cos_u * sin_v), dim=-1)
+        return encoding.reshape(-1, BINS_PER_BLOCK, encoding.shape[-1])
+
+    def _logits(
+        self, projected: torch.Tensor, name: str, scale: torch.Tensor, rel: torch.Tensor, inverse_dim_t: torch.Tensor
+    ) -> torch.Tensor:
+        """``(feats W) enc^T`` of one axis, (N, J, bins), by angle addition on the keypoint side."""
+        block_starts, offsets = self._axis_buffers(name)
+        half = projected.shape[-1] // 2  # the encoding is cat(cos, sin): each half of W meets one of them
+        p_cos, p_sin = projected[..., :half], projected[..., half:]
         start = (block_starts[None] * scale + rel)[..., None] * inverse_dim_t  # (N, blocks, 64)
-        offset = (offsets[None] * scale)[..., None] * inverse_dim_t  # (N, BINS_PER_BLOCK, 64)
-        sin_a, cos_a = start.sin()[:, :, None], start.cos()[:, :, None]
-        sin_c, cos_c = offset.sin()[:, None], offset.cos()[:, None]
-        # reshape with the bin count known (not flatten): -1 then stands for N, which may be 0.
-        bins = len(block_starts) * BINS_PER_BLOCK
-        cos = (cos_a * cos_c - sin_a * sin_c).reshape(-1, bins, start.shape[-1])
-        sin = (sin_a * cos_c + cos_a * sin_c).reshape(-1, bins, start.shape[-1])
-        return cos, sin
+        cos_start, sin_start = start.cos(), start.sin()
+        cos_a = torch.cat((cos_start, cos_start), -1)[:, None]
+        sin_a = torch.cat((sin_start, sin_start), -1)[:, None]
+        # cat(U, V) = cat(P_cos, P_sin)·cat(cos A, cos A) + cat(P_sin, −P_cos)·cat(sin A, sin A): (N, J, blocks, 128)
+        rotated = projected[:, :, None] * cos_a + torch.cat((p_sin, -p_cos), -1)[:, :, None] * sin_a
+        joints, blocks = projected.shape[1], len(block_starts)
+        offset_encoding = self._offset_encoding(offsets, scale, inverse_dim_t)
+        logits = torch.matmul(rotated.reshape(-1, joints * blocks, 2 * half), offset_encoding.transpose(-1, -2))
+        return logits.reshape(-1, joints, blocks * BINS_PER_BLOCK)
 
     @torch.inference_mode()
     def decode_numpy(self, pose_vectors: np.ndarray, boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
@@ -74,22 +94,15 @@ class KeypointDecoder(nn.Module):
         rel = center - priors
         feats = dcc.pose_to_kpts(pose_vectors).reshape(-1, dcc.num_keypoints, dcc.feat_channels)
         feats = dcc.gau(feats, dcc.pos_enc)
-        half = dcc.x_fc.in_features // 2  # the encoding is cat(cos, sin): each half of the layer meets one of them
+        inverse_dim_t = 1.0 / dcc.spe.dim_t
         coordinates = []
-        for axis, fc, bins in ((0, dcc.x_fc, dcc.x_bins), (1, dcc.y_fc, dcc.y_bins)):
-            name = "xy"[axis]
-            cos, sin = self._sine_encoding(
-                getattr(self, f"{name}_block_starts"),
-                getattr(self, f"{name}_offsets"),
-                scale[:, axis : axis + 1],
-                rel[:, axis : axis + 1],
+        for axis, name, fc, bins in ((0, "x", dcc.x_fc, dcc.x_bins), (1, "y", dcc.y_fc, dcc.y_bins)):
+            own_scale, own_center = scale[:, axis : axis + 1], center[:, axis : axis + 1]
+            logits = self._logits(
+                torch.matmul(feats, fc.weight), name, own_scale, rel[:, axis : axis + 1], inverse_dim_t
             )
-            projected = torch.matmul(feats, fc.weight)  # (N, J, 128)
-            logits = torch.matmul(projected[..., :half], cos.transpose(-1, -2))
-            logits = logits + torch.matmul(projected[..., half:], sin.transpose(-1, -2))
             logits = logits + torch.matmul(feats, fc.bias)[..., None]
-            positions = bins[None] * scale[:, axis : axis + 1] + center[:, axis : axis + 1]  # (N, bins)
-            coordinates.append(_softmax_mean(logits, positions))
+            coordinates.append(_softmax_mean(logits, bins[None] * own_scale + own_center))
         return torch.stack(coordinates, dim=-1)
 
 

@@ -109,18 +109,22 @@ class BaseClient:
         )
 
     def _should_retry(self, error: RTMOClientError, retry: int) -> bool:
-        """Whether to try again: UNAVAILABLE only, within the retry budget."""
-        if not (isinstance(error, UnavailableError) and retry < self.retry.max_retries):
+        """Whether to try again: UNAVAILABLE and NOT_FOUND, within the retry budget.
+
+        NOT_FOUND is what a model being reloaded answers ("has no available versions": the server heals a crashed
+        stub by unloading and loading its model), so it is as transient as a restarting server.
+        """
+        if not (isinstance(error, (UnavailableError, ModelNotReadyError)) and retry < self.retry.max_retries):
             return False
         LOGGER.info(
             "%s is unavailable (%s); retry %d of %d", self.url, error.message, retry + 1, self.retry.max_retries
         )
-        if self.pool is not None:
+        if self.pool is not None and isinstance(error, UnavailableError):
             self.pool.mark_unregistered()  # a restarted server forgot our regions
         return True
 
     def _retried(self, attempt: Callable[[], Operation[T]]) -> Operation[T]:
-        """Run ``attempt``, translating tritonclient errors and retrying UNAVAILABLE with backoff.
+        """Run ``attempt``, translating tritonclient errors and retrying UNAVAILABLE and NOT_FOUND with backoff.
 
         Only idempotent calls go through here (reads and inference); closing is never retried.
         """

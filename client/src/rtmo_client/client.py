@@ -34,7 +34,8 @@ class Client:
         ...         print(person.score, person["left_wrist"])
 
     Every call takes an optional ``timeout_s`` overriding the client's. Calls that only read (inference,
-    readiness, metadata) are retried with backoff when the server is UNAVAILABLE; nothing else is retried.
+    readiness, metadata) are retried with backoff when the server is UNAVAILABLE or the model NOT_FOUND (being
+    reloaded); nothing else is retried.
     """
 
     def __init__(
@@ -62,7 +63,8 @@ class Client:
             private_key: PEM of the client's key, for servers that require client certificates.
             certificate_chain: PEM of the client's certificate chain.
             headers: gRPC metadata sent with every call (e.g. an authorization token).
-            retries: Retries on UNAVAILABLE for idempotent calls: a count (default backoff) or a :class:`RetryPolicy`.
+            retries: Retries on UNAVAILABLE and NOT_FOUND for idempotent calls: a count (default backoff) or a
+                :class:`RetryPolicy`.
             shared_memory: Send numpy frames through system shared memory instead of the request body (client
                 and server on one host; Triton >= 2.69 needs ``--allow-client-shm=true``).
             transport: A ready transport to use instead of a new gRPC channel (tests pass a fake one).

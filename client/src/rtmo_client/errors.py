@@ -6,7 +6,8 @@
     ├── InvalidInputError            INVALID_ARGUMENT, or refused by the client before sending (also a ValueError)
     ├── UnavailableError             UNAVAILABLE: server down, restarting or unreachable (retried for idempotent calls)
     ├── DeadlineExceededError        DEADLINE_EXCEEDED: the call ran past its timeout (also a TimeoutError)
-    ├── ModelNotReadyError           NOT_FOUND / a model that is not loaded or not ready
+    ├── ModelNotReadyError           NOT_FOUND / a model that is not loaded or not ready (retried: a model being
+    │                                reloaded after a crash answers NOT_FOUND "has no available versions")
     ├── SharedMemoryError            a system shared memory region could not be created or registered
     └── ServerError                  INTERNAL, UNKNOWN and every other failure status
 """

@@ -30,7 +30,7 @@ class InferResultLike(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries with exponential backoff, for UNAVAILABLE on idempotent calls only.
+    """Retries with exponential backoff, for UNAVAILABLE and NOT_FOUND on idempotent calls only.
 
     Attributes:
         max_retries: Further attempts after the first one (0 = never retry).

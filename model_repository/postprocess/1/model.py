@@ -18,7 +18,7 @@ sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.paths
 
 from rtmo.runtime.postprocess import Candidates, people
 from rtmo.runtime.preprocess import Letterbox
-from rtmo.runtime.triton import config_parameters, limit_blas_threads, pack_people, respond_together
+from rtmo.runtime.triton import config_parameters, keep_freed_memory, limit_blas_threads, pack_people, respond_together
 from rtmo_contract import (
     CANDIDATE_PREFIX,
     CANDIDATES,
@@ -33,6 +33,7 @@ from rtmo_contract import (
 class TritonPythonModel:
     def initialize(self, args):
         limit_blas_threads(1)  # the engine's threads own the cores
+        keep_freed_memory()  # no brk/mmap and page faults for each request's large arrays
         config = json.loads(args["model_config"])
         parameters = config_parameters(config)
         self.num_anchors = int(parameters.get("num_anchors", "0")) or None

@@ -12,13 +12,14 @@ sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.paths
 
 from rtmo.errors import InvalidInputError
 from rtmo.runtime.preprocess import DEFAULT_MAX_PIXELS, decode_image, letterbox_batch, validate_frame
-from rtmo.runtime.triton import config_parameters, limit_blas_threads, respond_each
+from rtmo.runtime.triton import config_parameters, keep_freed_memory, limit_blas_threads, respond_each
 from rtmo_contract import FRAME_INPUT, IMAGE_INPUT, LETTERBOX, LETTERBOXED_IMAGES, parse_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         limit_blas_threads(1)  # the engine's threads own the cores
+        keep_freed_memory()  # no brk/mmap and page faults for each request's large arrays
         parameters = config_parameters(json.loads(args["model_config"]))
         size = int(parameters.get("input_size", "640"))
         self.input_size = (size, size)

@@ -12,7 +12,8 @@ from typing import Any
 import rtmo
 import rtmo_contract
 from rtmo.errors import CheckpointUnavailableError
-from rtmo.serving.tritonserver import TritonServer
+from rtmo.serving.supervisor import MODEL_CONTROL_ARGS
+from rtmo.serving.tritonserver import EXIT_TIMEOUT_ARGS, TritonServer
 from rtmo.zoo import cache_dir, checkpoint_sha256, resolve_checkpoint
 
 __all__ = ["DEFAULT_CHECKPOINT", "PreparedModel", "artifact_dir", "cpu_server", "package_roots", "prepare_artifacts"]
@@ -46,9 +47,13 @@ def cpu_server(repository: Path, *, grpc_port: int, http_port: int, metrics_port
     ``options`` go to :class:`~rtmo.serving.tritonserver.TritonServer` and override these settings: the ``cpu``
     configs, the bundled server copied under the rtmo cache, our packages importable by the Python models (from
     wherever they are installed: a source checkout's ``src`` included),
-    and 16 MiB of Python-backend shared memory per instance.
+    and 16 MiB of Python-backend shared memory per instance. Models are under explicit model control (so
+    :class:`~rtmo.serving.supervisor.StubSupervisor` can reload one) and the exit timeout is short; an
+    ``extra_args`` option is appended to those flags.
     """
+    extra_args = (*MODEL_CONTROL_ARGS, *EXIT_TIMEOUT_ARGS, *options.pop("extra_args", ()))
     settings: dict[str, Any] = {
+        "extra_args": extra_args,
         "model_config_name": "cpu",
         "cache_dir": cache_dir() / "tritonserver",
         "extra_env": {"PYTHONPATH": os.pathsep.join(package_roots())},

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from rtmo.runtime.triton import config_parameters
+from rtmo.runtime.triton import config_parameters, keep_freed_memory
 
 __all__ = ["OnnxRuntimeModel"]
 
@@ -25,6 +25,7 @@ class OnnxRuntimeModel:
     pb_utils: Any = None
 
     def initialize(self, args: dict[str, str]) -> None:
+        keep_freed_memory()  # the batch's concatenated inputs are megabytes per request
         config = json.loads(args["model_config"])
         parameters = config_parameters(config)
         path = Path(args["model_repository"]) / args["model_version"] / parameters.get("onnx_file", "model.onnx")

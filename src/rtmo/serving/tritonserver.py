@@ -51,6 +51,10 @@ _STUB_NAME = "triton_python_backend_stub"
 _SHM_REGION_PATTERN = re.compile(r"triton_python_backend_shm_region_[0-9A-Za-z_-]+")
 _LIBS_DIR_NAME = "nvidia_pytriton.libs"
 _READY_POLL_INTERVAL_S = 0.1
+# A stop is SIGINT, then SIGKILL after STOP_GRACE_S: tritonserver gets EXIT_TIMEOUT_ARGS' seconds to finish the
+# requests in flight (its default, 30 s, is what a stop waited after a stub crash), so a stop takes < 10 s.
+STOP_GRACE_S = 5.0
+EXIT_TIMEOUT_ARGS = ("--exit-timeout-secs=3",)
 _LOG_TAIL_BYTES = 16 * 1024
 _LOG_TAIL_LINES = 60
 
@@ -390,7 +394,7 @@ class TritonServer:
                 env=self.build_environment(install),
                 cwd=str(install.root),
                 start_new_session=True,  # own process group: stop() kills the stubs with the server
-                preexec_fn=_die_with_parent_preexec(),  # noqa: PLW1509 - only prctl and getppid run in the child
+                preexec_fn=die_with_parent_preexec(),  # noqa: PLW1509 - only prctl and getppid run in the child
                 close_fds=True,
             )
         self._started_at_s = time.monotonic()
@@ -430,7 +434,7 @@ class TritonServer:
                     f"tritonserver (pid {self._process.pid}) was not ready at {url} within {timeout_s:.1f} s; "
                     f"log {self._active_log_path}:\n{self.log_tail()}"
                 )
-            if _http_ok(url, timeout_s=min(1.0, remaining_s)):
+            if http_ok(url, timeout_s=min(1.0, remaining_s)):
                 ready_after_s = time.monotonic() - self._started_at_s
                 LOGGER.info("tritonserver ready at %s after %.2f s", self.urls.http, ready_after_s)
                 return ready_after_s
@@ -453,26 +457,8 @@ class TritonServer:
             return None
         if self._stopped:
             return process.returncode
-        process_group = process.pid  # start_new_session: the group id is the leader's pid
-        if process.returncode is None:
-            # Wait without reaping: while the leader is an unreaped zombie its pid, and so the group id, cannot be
-            # reused by an unrelated process before the SIGKILL below.
-            LOGGER.info("Stopping tritonserver pid %d (SIGINT)", process.pid)
-            _signal_quietly(lambda: os.kill(process.pid, signal.SIGINT))
-            if not _wait_exited_unreaped(process.pid, timeout_s=timeout_s):
-                LOGGER.warning("tritonserver pid %d ignored SIGINT for %.1f s; killing it", process.pid, timeout_s)
-        # Stubs still alive now are about to be killed before they can unlink their shared memory regions.
-        orphan_regions = _python_backend_shm_regions(live_process_group_members(process_group))
-        _signal_quietly(lambda: os.killpg(process_group, signal.SIGKILL))  # the stubs too
-        exit_code = process.wait()
+        exit_code = stop_process_group(process, timeout_s=timeout_s)
         self._stopped = True
-        leftovers = _wait_for_empty_process_group(process_group, timeout_s=5.0)
-        if leftovers:
-            LOGGER.warning("Processes %s of tritonserver's group %d survived SIGKILL", leftovers, process_group)
-        for region in orphan_regions:
-            if region.exists():
-                LOGGER.debug("Removing orphaned Python backend shared memory region %s", region)
-                region.unlink(missing_ok=True)
         LOGGER.info("tritonserver pid %d exited with code %d", process.pid, exit_code)
         if self._owns_log and self._active_log_path is not None:
             if self._keep_log:
@@ -520,7 +506,38 @@ class TritonServer:
         self.stop()
 
 
-def _die_with_parent_preexec() -> Callable[[], None]:
+def stop_process_group(process: subprocess.Popen[bytes], *, timeout_s: float) -> int:
+    """Stop a server started with ``start_new_session``: SIGINT, up to ``timeout_s`` of grace, then SIGKILL its group.
+
+    The group is killed even after a clean exit, so no ``triton_python_backend_stub`` outlives the server, and the
+    ``/dev/shm`` regions of stubs killed that way are removed.
+
+    Returns:
+        The server's exit code.
+    """
+    process_group = process.pid  # start_new_session: the group id is the leader's pid
+    if process.returncode is None:
+        # Wait without reaping: while the leader is an unreaped zombie its pid, and so the group id, cannot be
+        # reused by an unrelated process before the SIGKILL below.
+        LOGGER.info("Stopping tritonserver pid %d (SIGINT)", process.pid)
+        _signal_quietly(lambda: os.kill(process.pid, signal.SIGINT))
+        if not _wait_exited_unreaped(process.pid, timeout_s=timeout_s):
+            LOGGER.warning("tritonserver pid %d ignored SIGINT for %.1f s; killing it", process.pid, timeout_s)
+    # Stubs still alive now are about to be killed before they can unlink their shared memory regions.
+    orphan_regions = _python_backend_shm_regions(live_process_group_members(process_group))
+    _signal_quietly(lambda: os.killpg(process_group, signal.SIGKILL))  # the stubs too
+    exit_code = process.wait()
+    leftovers = _wait_for_empty_process_group(process_group, timeout_s=5.0)
+    if leftovers:
+        LOGGER.warning("Processes %s of tritonserver's group %d survived SIGKILL", leftovers, process_group)
+    for region in orphan_regions:
+        if region.exists():
+            LOGGER.debug("Removing orphaned Python backend shared memory region %s", region)
+            region.unlink(missing_ok=True)
+    return exit_code
+
+
+def die_with_parent_preexec() -> Callable[[], None]:
     """Return a ``preexec_fn`` that makes the child get SIGKILL when the parent thread dies.
 
     ``prctl`` is resolved here, in the parent, so the forked child calls no ``dlopen``. The child kills itself if
@@ -539,7 +556,7 @@ def _die_with_parent_preexec() -> Callable[[], None]:
     return preexec
 
 
-def _http_ok(url: str, *, timeout_s: float) -> bool:
+def http_ok(url: str, *, timeout_s: float) -> bool:
     """Return whether ``GET url`` answers 200 within ``timeout_s``; connection errors count as no."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http URL built by us

@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "rtmo_client.cli.video",
     "rtmo_client.cli.info",
     "rtmo_client.cli.eval",
+    "rtmo_client.cli.health",
 )
 
 
