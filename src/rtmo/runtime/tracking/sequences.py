@@ -1,5 +1,6 @@
 """One :class:`~rtmo.runtime.tracking.tracker.Tracker` per sequence (Triton correlation id), created on START,
-freed on END or when the sequence has been idle for longer than the sequence batcher keeps it.
+freed on END or when the sequence has been idle for longer than the sequence batcher keeps it (looked for on every
+frame of any sequence: Triton tells a model nothing when a sequence idles out, and an idle server holds no work).
 
 Triton's sequence batcher already refuses a request without START for a sequence it does not know; the checks
 here cover what it cannot see (a model instance that restarted, a frame of another size) and keep the refusals
