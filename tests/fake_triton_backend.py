@@ -39,11 +39,20 @@ class FakeError:
 
 
 class FakeRequest:
-    def __init__(self, inputs: dict[str, np.ndarray], parameters: dict | None = None) -> None:
+    def __init__(
+        self, inputs: dict[str, np.ndarray], parameters: dict | None = None, *, correlation_id: int = 0, flags: int = 0
+    ) -> None:
         self.inputs, self._parameters = inputs, json.dumps(parameters or {})
+        self._correlation_id, self._flags = correlation_id, flags
 
     def parameters(self) -> str:
         return self._parameters
+
+    def correlation_id(self) -> int:
+        return self._correlation_id
+
+    def flags(self) -> int:
+        return self._flags
 
 
 class FakeLogger:

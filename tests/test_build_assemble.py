@@ -26,7 +26,11 @@ def test_checked_in_config_parses_as_model_config(model: str) -> None:
     # keypoints: one row per person, top-K (256) x the ensembles' batch (8).
     assert config.max_batch_size == (256 * 8 if model == "keypoints" else 8)
     if config.platform != "ensemble":
-        assert config.HasField("dynamic_batching")
+        # The tracker keeps state per sequence: the sequence batcher, Oldest, idling out well after Triton's 1 s.
+        assert config.HasField("sequence_batching" if model == "tracker" else "dynamic_batching")
+    if model == "tracker":
+        assert config.sequence_batching.HasField("oldest")
+        assert config.sequence_batching.max_sequence_idle_microseconds == 60_000_000
 
 
 def test_ensemble_steps_name_existing_tensors() -> None:
@@ -34,7 +38,7 @@ def test_ensemble_steps_name_existing_tensors() -> None:
         m: text_format.Parse((REPOSITORY / m / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         for m in MODELS
     }
-    for ensemble in ("rtmo", "rtmo_frames"):
+    for ensemble in ("rtmo", "rtmo_frames", "rtmo_track"):
         for step in configs[ensemble].ensemble_scheduling.step:
             composing = configs[step.model_name]
             assert set(step.input_map) <= {t.name for t in composing.input}
@@ -58,6 +62,10 @@ def test_assemble_repository_writes_parseable_cpu_configs_with_patched_dims(expo
     assert {t.name: list(t.dims) for t in engine.output}["pose_vectors"] == [256, 192]
     assert list(engine.model_warmup[0].inputs["images"].dims) == [416, 416, 3]
     assert configs["preprocess"].parameters["input_size"].string_value == "416"
+    sigmas = json.loads(configs["tracker"].parameters["keypoint_sigmas"].string_value)
+    assert len(sigmas) == 17 and sigmas[0] == pytest.approx(0.026)  # COCO's nose
+    assert "keypoint_sigmas" not in configs["rtmo_track"].parameters
+    assert configs["rtmo_track"].parameters["keypoint_names"].string_value.startswith('["nose"')
     assert configs["postprocess"].parameters["num_anchors"].string_value == "845"
     assert configs["postprocess"].parameters["keypoints_max_batch_size"].string_value == str(256 * 4)
     keypoints = configs["keypoints"]

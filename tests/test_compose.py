@@ -38,6 +38,7 @@ DISTRIBUTIONS = {
     "cv2": "opencv-python-headless",
     "PIL": "pillow",
     "threadpoolctl": "threadpoolctl",
+    "scipy": "scipy",
     "onnx": "onnx",
     "onnxslim": "onnxslim",
     "tritonclient": "tritonclient",
@@ -298,7 +299,10 @@ def requirement_names(path: Path) -> set[str]:
 
 def test_triton_image_installs_every_package_the_python_models_import() -> None:
     # engine: the CPU target's ONNX Runtime adapter (keypoints/1/model.py links to it), for the chart's `target: cpu`.
-    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess", "engine")]
+    models = [
+        ROOT / "model_repository" / name / "1" / "model.py"
+        for name in ("preprocess", "postprocess", "engine", "tracker")
+    ]
     imported = third_party_imports(*models) - {"triton_python_backend_utils"}  # provided by Triton's Python backend
     assert imported <= set(DISTRIBUTIONS), (
         f"serving imports {sorted(imported - set(DISTRIBUTIONS))}; add them to the images"
@@ -312,7 +316,7 @@ def test_triton_image_installs_every_package_the_python_models_import() -> None:
 def test_base_install_of_the_package_is_exactly_the_triton_runtime() -> None:
     import tomllib
 
-    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess")]
+    models = [ROOT / "model_repository" / name / "1" / "model.py" for name in ("preprocess", "postprocess", "tracker")]
     imported = third_party_imports(*models) - {"triton_python_backend_utils"}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = {re.split(r"[\[=<>~!; ]", requirement)[0].lower() for requirement in project["dependencies"]}
@@ -417,6 +421,7 @@ def _interface(config: model_config_pb2.ModelConfig) -> dict:
         "outputs": [(t.name, t.data_type, list(t.dims)) for t in config.output],
         "steps": [(s.model_name, dict(s.input_map), dict(s.output_map)) for s in config.ensemble_scheduling.step],
         "dynamic_batching": config.HasField("dynamic_batching"),
+        "sequence_batching": str(config.sequence_batching),
     }
 
 
@@ -424,12 +429,18 @@ def test_cpu_and_gpu_targets_serve_the_same_models_tensors_and_ensemble_steps(
     cpu_and_gpu_repositories: dict[str, Path],
 ) -> None:
     cpu, gpu = (_configs(cpu_and_gpu_repositories[t], t) for t in ("cpu", "gpu"))
-    assert set(cpu) == set(gpu) == {"preprocess", "engine", "keypoints", "postprocess", "rtmo", "rtmo_frames"}
+    assert (
+        set(cpu)
+        == set(gpu)
+        == {*("preprocess", "engine", "keypoints", "postprocess", "tracker", "rtmo", "rtmo_frames", "rtmo_track")}
+    )
     compiled = ("engine", "keypoints")  # TensorRT plans on GPU, ONNX Runtime in the Python backend on CPU
     for name in cpu:
         assert _interface(cpu[name]) == _interface(gpu[name]), name
         if name not in compiled:
-            assert cpu[name] == gpu[name] or name in ("rtmo", "rtmo_frames"), f"{name} differs beyond the engine"
+            assert cpu[name] == gpu[name] or name in ("rtmo", "rtmo_frames", "rtmo_track"), (
+                f"{name} differs beyond the engine"
+            )
     # Only the runtime of the two compiled graphs differs: ONNX Runtime in the Python backend vs the TensorRT plan.
     for name in compiled:
         assert (cpu[name].backend, gpu[name].platform) == ("python", "tensorrt_plan"), name
@@ -437,7 +448,7 @@ def test_cpu_and_gpu_targets_serve_the_same_models_tensors_and_ensemble_steps(
     assert (cpu_and_gpu_repositories["gpu"] / "engine" / "1" / "model.plan").read_bytes() == b"stand-in plan"
     keypoints_plan = cpu_and_gpu_repositories["gpu"] / "keypoints" / "1" / "model.plan"
     assert keypoints_plan.read_bytes() == b"stand-in keypoints plan"
-    for ensemble in ("rtmo", "rtmo_frames"):
+    for ensemble in ("rtmo", "rtmo_frames", "rtmo_track"):
         assert (
             cpu[ensemble].parameters["target"].string_value == "cpu"
             and gpu[ensemble].parameters["target"].string_value == "gpu"

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from rtmo_contract import RENAMED_PARAMETERS, InvalidRequestError, RequestParameters, parse_parameters
+from rtmo_contract import (
+    RENAMED_PARAMETERS,
+    InvalidRequestError,
+    RequestParameters,
+    TrackingParameters,
+    parse_parameters,
+    parse_tracking_parameters,
+)
 
 
 def test_parse_parameters_defaults_when_none_are_sent() -> None:
@@ -48,6 +55,20 @@ def test_parse_parameters_ignores_keys_triton_and_clients_reserve() -> None:
     assert parse_parameters(
         {"triton_enable_empty_final_response": True, "sequence_id": 3, "score_threshold": 0.2}
     ) == RequestParameters(score_threshold=0.2)
+
+
+def test_tracking_parameters_travel_with_the_detection_ones_and_every_step_validates_them() -> None:
+    sent = {"score_threshold": 0.2, "track_high_threshold": 0.4, "track_lost_frames": 10}
+    assert parse_parameters(sent) == RequestParameters(score_threshold=0.2)
+    assert parse_tracking_parameters(sent) == TrackingParameters(track_high_threshold=0.4, track_lost_frames=10)
+    assert parse_tracking_parameters(None) == TrackingParameters()
+    for parse in (parse_parameters, parse_tracking_parameters):
+        with pytest.raises(InvalidRequestError, match="parameter track_lost_frames: got 1000; accepted: an integer"):
+            parse({"track_lost_frames": 1000})
+        with pytest.raises(InvalidRequestError, match="score_threshold: got 2"):
+            parse({"score_threshold": 2})
+        with pytest.raises(InvalidRequestError, match=r"\['track_buffer'\]: unknown; accepted: \[.*track_lost_frames"):
+            parse({"track_buffer": 30})
 
 
 def test_request_parameters_validate_when_built_directly() -> None:

@@ -13,33 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtmo.config import RTMOConfig
+from rtmo.keypoints import COCO_SIGMAS, CROWDPOSE_SIGMAS, layout_for
 from rtmo.layers import YOLO_BN, ConvModule
 
 __all__ = ["DCC", "GAUEncoder", "HeadOutputs", "RTMOHead", "RTMOHeadModule", "COCO_SIGMAS", "CROWDPOSE_SIGMAS"]
 
 HeadOutputs = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
-
-# OKS sigmas MMPose stores in ``head.loss_oks.sigmas`` (dataset metainfo).
-COCO_SIGMAS = (
-    0.026,
-    0.025,
-    0.025,
-    0.035,
-    0.035,
-    0.079,
-    0.079,
-    0.072,
-    0.072,
-    0.062,
-    0.062,
-    0.107,
-    0.107,
-    0.087,
-    0.087,
-    0.089,
-    0.089,
-)
-CROWDPOSE_SIGMAS = (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079)
 
 
 class RTMOHeadModule(nn.Module):
@@ -214,9 +193,7 @@ class _OKSSigmas(nn.Module):
 
     def __init__(self, num_keypoints: int) -> None:
         super().__init__()
-        sigmas = (
-            COCO_SIGMAS if num_keypoints == 17 else CROWDPOSE_SIGMAS if num_keypoints == 14 else (0.05,) * num_keypoints
-        )
+        sigmas = layout_for(num_keypoints).sigmas
         self.register_buffer("sigmas", torch.tensor(sigmas, dtype=torch.float32))
 
 

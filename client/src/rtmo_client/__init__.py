@@ -28,6 +28,7 @@ from rtmo_client.errors import (
 )
 from rtmo_client.results import Keypoint, ModelInfo, Person, PoseResult, ServerInfo
 from rtmo_client.sources import image_files, video_frames
+from rtmo_client.tracking import TrackedPerson, TrackedResult, TracksLostError
 from rtmo_client.wire import RetryPolicy
 
 __all__ = [
@@ -45,6 +46,9 @@ __all__ = [
     "ServerError",
     "ServerInfo",
     "SharedMemoryError",
+    "TrackedPerson",
+    "TrackedResult",
+    "TracksLostError",
     "UnavailableError",
     "__version__",
     "draw",

@@ -19,12 +19,14 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import Batcher, OrderedWindow, validate_options
+from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
+from rtmo_client.tracking import TrackedResult
 from rtmo_client.transport import AsyncTransport, CertificateSource, async_grpc_transport
 from rtmo_client.wire import RetryPolicy
-from rtmo_contract import IMAGE_MODEL
+from rtmo_contract import IMAGE_MODEL, TrackingParameters
 
 __all__ = ["AsyncClient"]
 
@@ -192,6 +194,47 @@ class AsyncClient:
         transports = [async_grpc_transport(a, credentials=credentials, tls_target_name=host) for a in addresses]
         return transports, self._base.stream_pin(len(transports))
 
+    def track(
+        self,
+        frames: Iterable[ImageInput] | AsyncIterable[ImageInput],
+        *,
+        stream_id: int | None = None,
+        channels: Channels | None = None,
+        tracking: TrackingParameters | None = None,
+        restart_on_loss: bool = False,
+        score_threshold: float | None = None,
+        nms_iou_threshold: float | None = None,
+        max_people: int | None = None,
+        pose_nms: bool | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[TrackedResult]:
+        """See :meth:`rtmo_client.Client.track`; ``frames`` may also be an async iterable. Use with ``async for``;
+        several videos at once: one ``track`` per video, e.g. in ``asyncio.gather``."""
+        stream = TrackStream(new_stream_id(stream_id), restart_on_loss)
+        detection = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
+        parameters = tracking_request_parameters(detection, tracking)
+        return self._track(stream, frames, channels, parameters, timeout_s)
+
+    async def _track(
+        self,
+        stream: TrackStream,
+        frames: Iterable[ImageInput] | AsyncIterable[ImageInput],
+        channels: Channels | None,
+        parameters: dict[str, Any] | None,
+        timeout_s: float | None,
+    ) -> AsyncIterator[TrackedResult]:
+        transports, pin = self._stream_endpoints()  # one server holds the sequence's tracks
+        try:
+            async for image, last in _with_last(_aiter(frames)):
+                frame = stream.frame(image, channels)
+                operation = track_frame(
+                    self._base, stream, frame, last=last, parameters=parameters, timeout_s=timeout_s, pin=pin
+                )
+                yield await self._drive(operation, transports)
+        finally:
+            if transports is not self._transports:
+                await self._drive(close_all(len(transports)), transports)
+
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -232,6 +275,22 @@ async def _aiter(images: Iterable[ImageInput] | AsyncIterable[ImageInput]) -> As
     else:
         for image in images:
             yield image
+
+
+async def _with_last(items: AsyncIterator[ImageInput]) -> AsyncIterator[tuple[ImageInput, bool]]:
+    """``rtmo_client._tracking.with_last`` for an async iterator."""
+    try:
+        current = await anext(items)
+    except StopAsyncIteration:
+        return
+    while True:
+        try:
+            following = await anext(items)
+        except StopAsyncIteration:
+            yield current, True
+            return
+        yield current, False
+        current = following
 
 
 async def _make_room(window: OrderedWindow[asyncio.Task[list[PoseResult]]]) -> AsyncIterator[PoseResult]:

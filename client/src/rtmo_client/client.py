@@ -20,12 +20,14 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import OrderedWindow, batches, validate_options
+from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters, with_last
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
+from rtmo_client.tracking import TrackedResult
 from rtmo_client.transport import CertificateSource, SyncTransport, grpc_transport
 from rtmo_client.wire import RetryPolicy
-from rtmo_contract import IMAGE_MODEL
+from rtmo_contract import IMAGE_MODEL, TrackingParameters
 
 __all__ = ["Client"]
 
@@ -275,6 +277,70 @@ class Client:
         credentials = self._base.credentials
         transports = [grpc_transport(a, credentials=credentials, tls_target_name=host) for a in addresses]
         return transports, self._base.stream_pin(len(transports))
+
+    def track(
+        self,
+        frames: Iterable[ImageInput],
+        *,
+        stream_id: int | None = None,
+        channels: Channels | None = None,
+        tracking: TrackingParameters | None = None,
+        restart_on_loss: bool = False,
+        score_threshold: float | None = None,
+        nms_iou_threshold: float | None = None,
+        max_people: int | None = None,
+        pose_nms: bool | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[TrackedResult]:
+        """The people of a video's frames with their track ids, in order (the ``rtmo_track`` model).
+
+        The frames form one sequence on the server (correlation id ``stream_id``; START and END set here), sent one
+        at a time and read lazily, one frame ahead (to mark the last one END). Several ``track`` iterators may run
+        at once, from threads or interleaved, each with its own tracks. An iterator dropped before its end leaves
+        the sequence to the server's idle timeout (60 s). An error stops the stream.
+
+        Args:
+            frames: numpy ``uint8`` ``(H, W, 3)`` frames of one size (see :func:`rtmo_client.video_frames`).
+            stream_id: The sequence's correlation id, 1..2**63-1; a fresh random one by default.
+            channels: ``"bgr"`` or ``"rgb"``, as for :meth:`estimate`.
+            tracking: Association thresholds (``rtmo_contract.TrackingParameters``); server defaults by default.
+            restart_on_loss: If the server loses the stream (restart, idle timeout), restart it at that frame with
+                fresh ids and ``restarted=True`` on that result, instead of raising :class:`TracksLostError`.
+            score_threshold: See :meth:`estimate`, as are the next arguments.
+            nms_iou_threshold: See :meth:`estimate`.
+            max_people: See :meth:`estimate`.
+            pose_nms: See :meth:`estimate`.
+            timeout_s: See :meth:`estimate`.
+
+        Raises:
+            ValueError: a bad ``stream_id`` (at once, before iterating).
+            TracksLostError: the server lost the stream's tracks mid-stream (without ``restart_on_loss``).
+            InvalidInputError: a frame or parameter was refused (a frame of another size included).
+        """
+        stream = TrackStream(new_stream_id(stream_id), restart_on_loss)
+        detection = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
+        parameters = tracking_request_parameters(detection, tracking)
+        return self._track(stream, frames, channels, parameters, timeout_s)
+
+    def _track(
+        self,
+        stream: TrackStream,
+        frames: Iterable[ImageInput],
+        channels: Channels | None,
+        parameters: dict[str, Any] | None,
+        timeout_s: float | None,
+    ) -> Iterator[TrackedResult]:
+        transports, pin = self._stream_endpoints()  # one server holds the sequence's tracks
+        try:
+            for image, last in with_last(frames):
+                frame = stream.frame(image, channels)
+                operation = track_frame(
+                    self._base, stream, frame, last=last, parameters=parameters, timeout_s=timeout_s, pin=pin
+                )
+                yield self._drive(operation, transports)
+        finally:
+            if transports is not self._transports:
+                self._drive(close_all(len(transports)), transports)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ class SyncTransport(Protocol):
         client_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         parameters: Mapping[str, Any] | None = None,
+        sequence_id: int | str = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
     ) -> InferResultLike: ...
 
     def is_server_ready(
@@ -87,6 +90,9 @@ class AsyncTransport(Protocol):
         client_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         parameters: Mapping[str, Any] | None = None,
+        sequence_id: int | str = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
     ) -> InferResultLike: ...
 
     async def is_server_ready(

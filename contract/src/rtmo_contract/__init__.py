@@ -40,8 +40,13 @@ __all__ = [
     "RESERVED_PARAMETER_PREFIXES",
     "RequestParameters",
     "Status",
+    "TRACKER",
+    "TRACKS",
+    "TRACK_MODEL",
     "Tensor",
+    "TrackingParameters",
     "parse_parameters",
+    "parse_tracking_parameters",
 ]
 
 Dim = int | str
@@ -54,8 +59,11 @@ PREPROCESS = "preprocess"
 ENGINE = "engine"
 POSTPROCESS = "postprocess"
 KEYPOINTS = "keypoints"  # the DCC keypoint decoder, called by postprocess on the people that survive NMS
+TRACK_MODEL = "rtmo_track"  # ensemble: the frames of one video, one per request in a sequence; people with track ids
+TRACKER = "tracker"  # sequence-batched: one tracker state per correlation id (per video)
+# The stateless ensembles (what clients wait for by default; a server from before tracking has no TRACK_MODEL).
 ENSEMBLES = (IMAGE_MODEL, FRAME_MODEL)
-MODELS = (PREPROCESS, ENGINE, KEYPOINTS, POSTPROCESS, *ENSEMBLES)
+MODELS = (PREPROCESS, ENGINE, KEYPOINTS, POSTPROCESS, TRACKER, *ENSEMBLES, TRACK_MODEL)
 
 
 # -- tensors ----------------------------------------------------------------------------------------------------
@@ -116,6 +124,12 @@ PEOPLE = (
     Tensor("image_size", "INT32", (2,)),  # width, height of the decoded image
 )
 
+# What the tracker adds to PEOPLE, one per person row; -1 for a person on no confirmed track (and for padding).
+TRACKS = (
+    Tensor("track_ids", "INT64", (-1,)),  # stable within a sequence, never reused in it
+    Tensor("track_ages", "INT32", (-1,)),  # frames since the track started (0 on its first frame)
+)
+
 
 # -- request parameters -----------------------------------------------------------------------------------------
 
@@ -166,6 +180,51 @@ class RequestParameters:
             raise InvalidRequestError(f"parameter pose_nms: got {self.pose_nms!r}; accepted: true or false")
 
 
+@dataclass(frozen=True)
+class TrackingParameters:
+    """How the ``tracker`` model associates people with tracks (each field is a request parameter of the same name).
+
+    People scoring above ``score_threshold`` (see :class:`RequestParameters`) but not above ``track_high_threshold``
+    only extend existing tracks (ByteTrack's second stage); they never start one.
+
+    Attributes:
+        track_high_threshold: people scoring above this are matched first; 0 <= value < 1.
+        track_new_threshold: an unmatched first-stage person scoring above this starts a track; 0 <= value < 1.
+        track_min_similarity: a person and a track match only if their similarity (IoU and OKS, mixed by
+            ``track_oks_weight``) is at least this; 0 < value <= 1.
+        track_oks_weight: similarity = (1 - w) * box IoU + w * keypoint OKS; 0 <= value <= 1.
+        track_confirm_frames: consecutive frames a new track needs before it gets an id (tracks started on a
+            sequence's first frame get one at once); 1 <= value <= 30.
+        track_lost_frames: frames a track that lost its person is kept, to be found again; 0 <= value <= 300.
+    """
+
+    track_high_threshold: float = 0.5
+    track_new_threshold: float = 0.6
+    track_min_similarity: float = 0.2
+    track_oks_weight: float = 0.5
+    track_confirm_frames: int = 2
+    track_lost_frames: int = 30
+
+    def __post_init__(self) -> None:
+        # name: (accepted, test), for the float fields
+        ranges = {
+            "track_high_threshold": ("0 <= value < 1", lambda v: 0.0 <= v < 1.0),
+            "track_new_threshold": ("0 <= value < 1", lambda v: 0.0 <= v < 1.0),
+            "track_min_similarity": ("0 < value <= 1", lambda v: 0.0 < v <= 1.0),
+            "track_oks_weight": ("0 <= value <= 1", lambda v: 0.0 <= v <= 1.0),
+        }
+        for name, (accepted, within) in ranges.items():
+            value = getattr(self, name)
+            _finite(name, value)
+            object.__setattr__(self, name, float(value))
+            if not within(float(value)):
+                raise InvalidRequestError(f"parameter {name}: got {value}; accepted: {accepted}")
+        for name, low, high in (("track_confirm_frames", 1, 30), ("track_lost_frames", 0, 300)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidRequestError(f"parameter {name}: got {value!r}; accepted: an integer {low}..{high}")
+
+
 def _finite(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRequestError(
@@ -177,13 +236,36 @@ def parse_parameters(parameters: Mapping[str, Any] | str | None) -> RequestParam
     """Validate a request's parameters: a mapping, or the JSON string the Python backend's ``parameters()`` returns.
 
     Unknown keys are refused so that a misspelt parameter is not silently ignored; a renamed one is refused with
-    its new name; reserved keys (:data:`RESERVED_PARAMETER_PREFIXES`) are ignored.
+    its new name; reserved keys (:data:`RESERVED_PARAMETER_PREFIXES`) are ignored. The tracking parameters are
+    validated too (every step refuses an out-of-range one alike), and returned by :func:`parse_tracking_parameters`.
 
     Raises:
         InvalidRequestError: naming the parameter, the value given and what is accepted.
     """
+    given = _known_parameters(parameters)
+    TrackingParameters(**{key: value for key, value in given.items() if key in _TRACKING_FIELDS})
+    return RequestParameters(**{key: value for key, value in given.items() if key in _DETECTION_FIELDS})
+
+
+def parse_tracking_parameters(parameters: Mapping[str, Any] | str | None) -> TrackingParameters:
+    """The tracking half of a request's parameters, validated as :func:`parse_parameters` validates all of them.
+
+    Raises:
+        InvalidRequestError: naming the parameter, the value given and what is accepted.
+    """
+    given = _known_parameters(parameters)
+    RequestParameters(**{key: value for key, value in given.items() if key in _DETECTION_FIELDS})
+    return TrackingParameters(**{key: value for key, value in given.items() if key in _TRACKING_FIELDS})
+
+
+_DETECTION_FIELDS = tuple(field.name for field in fields(RequestParameters))
+_TRACKING_FIELDS = tuple(field.name for field in fields(TrackingParameters))
+
+
+def _known_parameters(parameters: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """The request parameters that are ours, after refusing renamed and unknown ones."""
     if parameters is None or parameters == "":
-        return RequestParameters()
+        return {}
     if isinstance(parameters, str):
         parameters = json.loads(parameters)
     renamed = sorted(key for key in parameters if key in RENAMED_PARAMETERS)
@@ -191,11 +273,11 @@ def parse_parameters(parameters: Mapping[str, Any] | str | None) -> RequestParam
         raise InvalidRequestError(
             "; ".join(f"parameter {key}: renamed; use {RENAMED_PARAMETERS[key]}" for key in renamed)
         )
-    known = [field.name for field in fields(RequestParameters)]
+    known = [*_DETECTION_FIELDS, *_TRACKING_FIELDS]
     unknown = sorted(key for key in parameters if key not in known and not key.startswith(RESERVED_PARAMETER_PREFIXES))
     if unknown:
         raise InvalidRequestError(f"parameters {unknown}: unknown; accepted: {known}")
-    return RequestParameters(**{key: value for key, value in parameters.items() if key in known})
+    return {key: value for key, value in parameters.items() if key in known}
 
 
 # -- errors -----------------------------------------------------------------------------------------------------

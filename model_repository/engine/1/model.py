@@ -9,10 +9,9 @@ import sys
 
 import triton_python_backend_utils as pb_utils
 
-try:
-    import rtmo  # noqa: F401
-except ModuleNotFoundError:  # the stub's embedded interpreter ignores PYTHONPATH; honour it for source checkouts
-    sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+# The stub's embedded interpreter ignores PYTHONPATH; honour it, ahead of an installed rtmo (a source checkout's
+# server must run that checkout's code).
+sys.path[:0] = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
 
 from rtmo.serving.onnxruntime_model import OnnxRuntimeModel
 

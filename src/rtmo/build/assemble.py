@@ -24,6 +24,7 @@ from typing import Any, Literal
 from google.protobuf import json_format, text_format
 
 from rtmo.errors import BuildError
+from rtmo.keypoints import layout_for
 from rtmo_contract import (
     CANDIDATE_PREFIX,
     CANDIDATES,
@@ -41,6 +42,9 @@ from rtmo_contract import (
     PEOPLE,
     POSTPROCESS,
     PREPROCESS,
+    TRACK_MODEL,
+    TRACKER,
+    TRACKS,
     Tensor,
 )
 
@@ -89,6 +93,8 @@ def _signatures() -> dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]:
         POSTPROCESS: ((*candidates_in, LETTERBOX), PEOPLE),
         IMAGE_MODEL: ((IMAGE_INPUT,), PEOPLE),
         FRAME_MODEL: ((FRAME_INPUT,), PEOPLE),
+        TRACKER: (PEOPLE, (*PEOPLE, *TRACKS)),
+        TRACK_MODEL: ((FRAME_INPUT,), (*PEOPLE, *TRACKS)),
     }
 
 
@@ -177,6 +183,7 @@ def generate_config(
     params = _parameters(metadata, target)
     params["num_keypoints"] = str(int(metadata["num_keypoints"]))
     params["keypoints_max_batch_size"] = str(people_per_call)
+    params["keypoint_sigmas"] = json.dumps(_keypoint_sigmas(metadata))
     if model in (ENGINE, KEYPOINTS) and target == "cpu":
         config.platform = ""
         config.backend = "python"
@@ -189,10 +196,24 @@ def generate_config(
         PREPROCESS: ("input_size",),
         POSTPROCESS: ("num_anchors", "num_keypoints", "keypoints_max_batch_size"),
         KEYPOINTS: ("intra_op_threads",) if target == "cpu" else (),
-    }.get(model, tuple(key for key in params if key not in ("num_keypoints", "keypoints_max_batch_size")))
+        TRACKER: ("keypoint_sigmas",),
+    }.get(model, tuple(key for key in params if key not in _STEP_PARAMETERS))
     for key in keep:
         config.parameters[key].string_value = params[key]
     return json_format.ParseDict(json_format.MessageToDict(config, preserving_proto_field_name=True), pb2.ModelConfig())
+
+
+_STEP_PARAMETERS = ("num_keypoints", "keypoints_max_batch_size", "keypoint_sigmas")  # not the ensembles' business
+
+
+def _keypoint_sigmas(metadata: Mapping[str, Any]) -> list[float]:
+    """The OKS sigmas the tracker compares poses with: the export's ``keypoint_sigmas`` (the checkpoint's), or for
+    an export made before they were recorded, its dataset's."""
+    count = int(metadata["num_keypoints"])
+    sigmas = metadata.get("keypoint_sigmas", layout_for(count).sigmas)
+    if not isinstance(sigmas, (list, tuple)) or len(sigmas) != count:
+        raise BuildError(f"metadata.json: keypoint_sigmas is {sigmas!r}; expected {count} numbers (OKS sigmas)")
+    return [float(s) for s in sigmas]
 
 
 def _onnx_tensor_names(onnx_path: Path) -> tuple[list[str], list[str]]:

@@ -174,6 +174,8 @@ def export_onnx(
             },
             "keypoint_names": list(layout.names),
             "skeleton": [list(link) for link in layout.skeleton],
+            # OKS sigmas of the dataset (head.loss_oks.sigmas): how the tracker compares two poses.
+            "keypoint_sigmas": [round(float(s), 6) for s in model.head.loss_oks.sigmas],
             "dataset": layout.dataset,
             "torch_version": torch.__version__,
             "onnx_version": onnx.__version__,
