@@ -16,6 +16,7 @@ the bin positions are pixel offsets fed to sin/cos, which FP16 cannot resolve (t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +60,12 @@ class KeypointDecoder(nn.Module):
         cos = (cos_a * cos_c - sin_a * sin_c).reshape(-1, bins, start.shape[-1])
         sin = (sin_a * cos_c + cos_a * sin_c).reshape(-1, bins, start.shape[-1])
         return cos, sin
+
+    @torch.inference_mode()
+    def decode_numpy(self, pose_vectors: np.ndarray, boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
+        """:meth:`forward` on NumPy arrays: a ``rtmo.runtime.postprocess.KeypointDecode``."""
+        arrays = (np.ascontiguousarray(a, dtype=np.float32) for a in (pose_vectors, boxes, priors))
+        return self(*(torch.from_numpy(a) for a in arrays)).numpy()
 
     def forward(self, pose_vectors: torch.Tensor, boxes: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
         dcc = self.dcc

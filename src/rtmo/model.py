@@ -113,15 +113,7 @@ class RTMO(nn.Module):
         batch = torch.from_numpy(np.stack([canvas for canvas, _ in boxed]))
         net = CandidateNet(self, top_k=10**9).eval()
         outputs = to_numpy(net(batch))
-        decoder = self.keypoint_decoder()
-
-        def decode(pose_vectors: np.ndarray, boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
-            tensors = (
-                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (pose_vectors, boxes, priors)
-            )
-            return decoder(*tensors).numpy()
-
         images_candidates = [
             (Candidates(*(o[i] for o in outputs)), boxed[i][1], parameters) for i in range(len(images))
         ]
-        return people(images_candidates, decode, num_anchors=net.top_k)
+        return people(images_candidates, self.keypoint_decoder().decode_numpy, num_anchors=net.top_k)

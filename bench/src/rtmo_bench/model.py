@@ -73,16 +73,12 @@ def bench_predict(model: Any, image: np.ndarray, *, iters: int, warmup: int) -> 
     decoder = model.keypoint_decoder()
     parameters = RequestParameters()
 
-    def decode_keypoints(pose_vectors: np.ndarray, boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return decoder(torch.from_numpy(pose_vectors), torch.from_numpy(boxes), torch.from_numpy(priors)).numpy()
-
     def network() -> None:
         with torch.inference_mode():
             to_numpy(net(batch))
 
     def decode() -> None:
-        people([(Candidates(*(o[0] for o in outputs)), box, parameters)], decode_keypoints, num_anchors=net.top_k)
+        people([(Candidates(*(o[0] for o in outputs)), box, parameters)], decoder.decode_numpy, num_anchors=net.top_k)
 
     letterbox_ms = median_ms(lambda: letterbox(image, size), iters=iters, warmup=warmup)
     network_ms = median_ms(network, iters=iters, warmup=warmup)

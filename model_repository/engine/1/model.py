@@ -1,4 +1,5 @@
-"""Triton adapter (CPU variant, selected by configs/cpu.pbtxt): 1/model.onnx with ONNX Runtime.
+"""Triton adapter (CPU variant, selected by configs/cpu.pbtxt) of engine and keypoints (whose 1/model.py links here):
+1/model.onnx with ONNX Runtime.
 
 See rtmo.serving.onnxruntime_model: a dynamic batch's requests go through one ONNX Runtime call.
 """
