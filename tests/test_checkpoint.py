@@ -1,4 +1,5 @@
 import hashlib
+import logging
 
 import numpy as np
 import pytest
@@ -6,9 +7,13 @@ import torch
 
 import rtmo
 from rtmo import zoo
+from rtmo.checkpoint import read_state_dict
+from rtmo.checkpoint_pickle import Placeholder
+
+FORMATS = {"zip": True, "legacy": False}  # _use_new_zipfile_serialization
 
 
-def _save_mmpose_style(model: rtmo.RTMO, path, **extra_meta) -> None:
+def _save_mmpose_style(model: rtmo.RTMO, path, *, zip_format: bool = True, **extra_meta) -> None:
     # Zoo files hold {'meta': {... numpy arrays and scalars from dataset_meta ...}, 'state_dict': {...}}.
     meta = {
         "epoch": 600,
@@ -23,7 +28,7 @@ def _save_mmpose_style(model: rtmo.RTMO, path, **extra_meta) -> None:
         },
         **extra_meta,
     }
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, path)
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, path, _use_new_zipfile_serialization=zip_format)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +40,11 @@ def tiny_checkpoint(tmp_path_factory):
     return model, path
 
 
-def test_load_checkpoint_infers_size_keypoints_and_input_and_restores_weights(tiny_checkpoint):
-    original, path = tiny_checkpoint
+@pytest.mark.parametrize("form", FORMATS)
+def test_load_checkpoint_infers_size_keypoints_and_input_and_restores_weights(tmp_path, tiny_checkpoint, form):
+    original, _ = tiny_checkpoint
+    path = tmp_path / f"rtmo-t_{form}.pth"
+    _save_mmpose_style(original, path, zip_format=FORMATS[form], torch_version=torch.__version__)
     loaded = rtmo.load_checkpoint(path)
     assert loaded.config.backbone_config.size == "tiny"
     assert loaded.config.num_keypoints == 14
@@ -66,12 +74,135 @@ def test_load_checkpoint_lists_missing_and_unexpected_keys(tmp_path, tiny_checkp
     assert "unexpected keys (1): ['head.extra.weight']" in str(info.value)
 
 
-def test_load_checkpoint_refuses_arbitrary_pickled_objects(tmp_path, tiny_checkpoint):
+class _WritesAFile:
+    """What a malicious checkpoint holds: unpickling it with plain pickle would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+class _SetWithState:
+    """An allow-listed call (``set``) followed by a BUILD the restricted unpickler does not do."""
+
+    def __reduce__(self):
+        return (set, ([1, 2],), {"attribute": 1})
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_load_checkpoint_never_runs_pickled_code_and_loads_the_weights(tmp_path, tiny_checkpoint, form):
     original, _ = tiny_checkpoint
+    opened, executed = tmp_path / "opened", tmp_path / "executed"
     path = tmp_path / "evil.pth"
-    torch.save({"meta": {"hook": zoo.ZooEntry("x", None)}, "state_dict": original.state_dict()}, path)
-    with pytest.raises(rtmo.CheckpointError, match="refused to unpickle"):
+    meta = {
+        "hook": _WritesAFile(opened),
+        "nested": [{"payload": _RunsCode(executed)}],
+        "entry": zoo.ZooEntry("x", None),
+    }
+    torch.save({"meta": meta, "state_dict": original.state_dict()}, path, _use_new_zipfile_serialization=FORMATS[form])
+    loaded = rtmo.load_checkpoint(path)
+    assert not opened.exists() and not executed.exists()
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), loaded.state_dict().values()))
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_load_checkpoint_skips_objects_outside_the_allow_list_and_reports_them_at_debug(
+    tmp_path, tiny_checkpoint, form, caplog
+):
+    original, _ = tiny_checkpoint
+    path = tmp_path / f"{form}.pth"
+    meta = {"torch_version": torch.__version__, "odd": _SetWithState(), "model": torch.nn.Linear(2, 2)}
+    torch.save({"meta": meta, "state_dict": original.state_dict()}, path, _use_new_zipfile_serialization=FORMATS[form])
+    with caplog.at_level(logging.DEBUG, logger="rtmo.checkpoint"):
+        state, meta = read_state_dict(path)
+    assert set(state) == set(original.state_dict())
+    assert isinstance(meta["torch_version"], Placeholder)
+    assert meta["torch_version"].global_name == "torch.torch_version.TorchVersion"
+    assert meta["torch_version"].args == (str(torch.__version__),)
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("meta.torch_version: skipped torch.torch_version.TorchVersion" in m for m in debug), debug
+    assert any("meta.odd: skipped refused: setting the state of a set" in m for m in debug), debug
+    assert any(m.startswith(f"{path}: meta.model: skipped") for m in debug), debug
+    assert not list(tmp_path.glob("*.patch"))  # the legacy format's module-source check never ran
+
+
+def test_load_checkpoint_names_where_a_non_tensor_sits_in_the_weights(tmp_path, tiny_checkpoint):
+    original, _ = tiny_checkpoint
+    state = dict(original.state_dict())
+    state["backbone.stem.conv.conv.weight"] = torch.__version__
+    state["head.extra"] = _SetWithState()
+    path = tmp_path / "odd_weights.pth"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(rtmo.CheckpointError) as info:
         rtmo.load_checkpoint(path)
+    message = str(info.value)
+    assert (
+        "state_dict.backbone.stem.conv.conv.weight: torch.torch_version.TorchVersion (not on the allow-list" in message
+    )
+    assert "state_dict.head.extra: refused: setting the state of a set" in message
+
+
+def test_load_checkpoint_refuses_torchscript_archives_without_loading_them(tmp_path, monkeypatch):
+    path = tmp_path / "scripted.pth"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+
+    def jit_load(*args, **kwargs):
+        raise AssertionError("torch.jit.load must not run")
+
+    monkeypatch.setattr(torch.jit, "load", jit_load)
+    with pytest.raises(rtmo.CheckpointError, match="a TorchScript archive .* loading it would run its code"):
+        rtmo.load_checkpoint(path)
+
+
+def test_load_checkpoint_reports_a_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_bytes(b"not a pickle at all\n" * 10)
+    with pytest.raises(rtmo.CheckpointIntegrityError, match="truncated or corrupt checkpoint file"):
+        rtmo.load_checkpoint(path)
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(rtmo.CheckpointError, match="expected a dict checkpoint, got Tensor"):
+        rtmo.load_checkpoint(path)
+
+
+def _ema_hook_layout(ema: dict, source: dict) -> dict:
+    # What MMEngine's EMAHook.before_save_checkpoint leaves: EMA weights in state_dict, source in ema_state_dict.
+    return {
+        "state_dict": ema,
+        "ema_state_dict": {"steps": torch.tensor(7), **{f"module.{k}": v for k, v in source.items()}},
+    }
+
+
+def test_checkpoint_weights_choose_ema_or_source_and_say_which_is_served(tmp_path, tiny_checkpoint, caplog):
+    original, _ = tiny_checkpoint
+    source = {k: v + 1 if v.is_floating_point() else v for k, v in original.state_dict().items()}
+    path = tmp_path / "epoch_3.pth"
+    torch.save(_ema_hook_layout(original.state_dict(), source), path)
+    with caplog.at_level(logging.INFO, logger="rtmo.checkpoint"):
+        ema = rtmo.load_checkpoint(path)
+        from_source = rtmo.load_checkpoint(path, checkpoint_weights="source")
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), ema.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(source.values(), from_source.state_dict().values()))
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("serving the EMA weights (state_dict" in m for m in info), info
+    assert any("serving the source weights (ema_state_dict" in m for m in info), info
+
+
+def test_checkpoint_weights_source_needs_the_ema_hook_section(tiny_checkpoint):
+    _, path = tiny_checkpoint
+    with pytest.raises(rtmo.CheckpointError, match="checkpoint_weights='source' needs the ema_state_dict"):
+        rtmo.load_checkpoint(path, checkpoint_weights="source")
+    with pytest.raises(rtmo.CheckpointError, match="checkpoint_weights='averaged': accepted ema, source"):
+        rtmo.load_checkpoint(path, checkpoint_weights="averaged")
 
 
 def test_load_checkpoint_reports_truncated_file(tmp_path, tiny_checkpoint):
