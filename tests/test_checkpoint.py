@@ -1,14 +1,19 @@
 import hashlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import rtmo
+from mmpose_reference import run_reference
 from rtmo import zoo
+from rtmo.build.export import load_model
 from rtmo.checkpoint import read_state_dict
 from rtmo.checkpoint_pickle import Placeholder
+from rtmo.cli import build_parser
+from rtmo.serving.cpu import artifact_dir
 
 FORMATS = {"zip": True, "legacy": False}  # _use_new_zipfile_serialization
 
@@ -197,6 +202,25 @@ def test_checkpoint_weights_choose_ema_or_source_and_say_which_is_served(tmp_pat
     assert any("serving the source weights (ema_state_dict" in m for m in info), info
 
 
+def test_checkpoint_weights_reach_the_export_provenance_the_serve_cache_and_the_clis(tmp_path, tiny_checkpoint):
+    original, _ = tiny_checkpoint
+    source = {k: v * 2 if v.is_floating_point() else v for k, v in original.state_dict().items()}
+    path = tmp_path / "epoch_1.pth"
+    torch.save(_ema_hook_layout(original.state_dict(), source), path)
+    model, provenance = load_model(str(path), checkpoint_weights="source")
+    assert provenance["checkpoint_weights"] == "source"
+    assert all(torch.equal(a, b) for a, b in zip(source.values(), model.state_dict().values()))
+    assert load_model(str(path))[1]["checkpoint_weights"] == "ema"
+    sha = model.checkpoint_sha256
+    assert artifact_dir(str(path), sha, top_k=256, checkpoint_weights="source") != artifact_dir(
+        str(path), sha, top_k=256
+    )
+    assert build_parser().parse_args(["serve", "--checkpoint-weights", "source"]).checkpoint_weights == "source"
+    assert build_parser().parse_args(["serve"]).checkpoint_weights == "ema"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--checkpoint-weights", "averaged"])
+
+
 def test_checkpoint_weights_source_needs_the_ema_hook_section(tiny_checkpoint):
     _, path = tiny_checkpoint
     with pytest.raises(rtmo.CheckpointError, match="checkpoint_weights='source' needs the ema_state_dict"):
@@ -232,3 +256,87 @@ def test_load_checkpoint_builds_seeded_random_weights_as_rtmo_serve_accepts():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     with pytest.raises(rtmo.CheckpointError, match="accepted random:<size> or random:<size>:<keypoints>"):
         rtmo.load_checkpoint("random:tiny:many")
+
+
+# Checkpoints made by MMPose's own code in the reference environment (tests/mmpose_ref/run_reference.py).
+
+
+@pytest.mark.parametrize("options", [(), ("--format", "zip")], ids=["zoo-legacy", "zoo-zip"])
+def test_mmpose_zoo_checkpoints_load_in_either_format(mmpose_checkpoint, options):
+    path, _ = mmpose_checkpoint("body7", "t", *options)
+    # make-checkpoint's meta holds only NumPy and plain types, so plain torch.load can say what the weights are
+    expected = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state, meta = read_state_dict(path)
+    assert meta["dataset_meta"]["num_keypoints"] == 17
+    assert isinstance(meta["dataset_meta"]["sigmas"], np.ndarray)
+    assert set(state) == set(expected) and all(torch.equal(state[k], expected[k]) for k in expected)
+    assert rtmo.load_checkpoint(path).config.backbone_config.size == "tiny"
+
+
+@pytest.fixture(scope="module")
+def runner_checkpoints(mmpose_python, tmp_path_factory):
+    """``ema_hook -> make-runner-checkpoint's report``: epoch_1.pth and best_coco_AP_epoch_1.pth written by MMEngine's
+    runner and CheckpointHook while "training" RTMO-t, with and without the config's EMAHook."""
+    made = {}
+
+    def make(ema_hook: bool) -> dict:
+        if ema_hook not in made:
+            out = tmp_path_factory.mktemp("runner-ema" if ema_hook else "runner")
+            options = () if ema_hook else ("--no-ema-hook",)
+            made[ema_hook] = run_reference(
+                mmpose_python,
+                "make-runner-checkpoint",
+                "--dataset",
+                "body7",
+                "--size",
+                "t",
+                "--out-dir",
+                str(out),
+                *options,
+            )
+        return made[ema_hook]
+
+    return make
+
+
+def _assert_same_weights(model: rtmo.RTMO, expected: dict) -> None:
+    state = model.state_dict()
+    assert set(state) == set(expected)
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+
+
+@pytest.mark.parametrize("form", ["epoch_checkpoint", "best_checkpoint"])
+def test_runner_checkpoints_with_ema_hook_serve_the_chosen_weights(runner_checkpoints, form, caplog):
+    made = runner_checkpoints(True)
+    assert made["ema_differs"] and made["message_hub_types"] == ["HistoryBuffer"]
+    sections = made["sections"][Path(made[form]).name]
+    assert {"meta", "state_dict", "ema_state_dict", "message_hub"} <= set(sections)
+    assert ("optimizer" in sections) == (form == "epoch_checkpoint")
+    expected = torch.load(made["expected_weights"], weights_only=True)
+    with caplog.at_level(logging.DEBUG, logger="rtmo.checkpoint"):
+        ema = rtmo.load_checkpoint(made[form])
+    _assert_same_weights(ema, expected["ema"])
+    assert any(
+        "message_hub.log_scalars.train/loss: skipped mmengine.logging.history_buffer.HistoryBuffer" in r.message
+        for r in caplog.records
+    )
+    _assert_same_weights(rtmo.load_checkpoint(made[form], checkpoint_weights="source"), expected["source"])
+
+
+def test_runner_checkpoint_without_ema_hook_serves_its_state_dict(runner_checkpoints):
+    made = runner_checkpoints(False)
+    assert "ema_state_dict" not in made["sections"]["epoch_1.pth"]
+    expected = torch.load(made["expected_weights"], weights_only=True)
+    _assert_same_weights(rtmo.load_checkpoint(made["epoch_checkpoint"]), expected["source"])
+    with pytest.raises(rtmo.CheckpointError, match="checkpoint_weights='source' needs the ema_state_dict"):
+        rtmo.load_checkpoint(made["epoch_checkpoint"], checkpoint_weights="source")
+
+
+def test_load_checkpoint_walks_a_container_that_holds_itself(tmp_path, tiny_checkpoint):
+    original, _ = tiny_checkpoint
+    loop: list = [torch.__version__]
+    loop.append(loop)
+    path = tmp_path / "loop.pth"
+    torch.save({"meta": {"loop": loop}, "state_dict": original.state_dict()}, path)
+    _, meta = read_state_dict(path)
+    assert meta["loop"][1] is meta["loop"] and isinstance(meta["loop"][0], Placeholder)

@@ -12,11 +12,12 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from rtmo.checkpoint_pickle import Placeholder, placeholders, safe_torch_load
+from rtmo.checkpoint_weights import CHECKPOINT_WEIGHTS, DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights
 from rtmo.config import CSPConfig, RTMOConfig
 from rtmo.errors import CheckpointError
 from rtmo.model import RTMO
@@ -37,16 +38,13 @@ RANDOM_PREFIX = "random:"  # random:<size>[:<keypoints>], seeded random weights 
 
 _STEM_CHANNELS_TO_SIZE = {24: "tiny", 32: "small", 48: "medium", 64: "large"}
 
-# Which weights of a checkpoint to serve. MMEngine's EMAHook.before_save_checkpoint swaps the EMA-averaged weights
-# into ``state_dict`` and the source (trained, not averaged) model's into ``ema_state_dict`` (keys
-# ``module.<name>`` plus the ``steps`` counter), so ``state_dict`` holds what MMPose deploys: "ema".
-CHECKPOINT_WEIGHTS = ("ema", "source")
-CheckpointWeights = Literal["ema", "source"]
+# MMEngine's EMAHook.before_save_checkpoint swaps the EMA-averaged weights into ``state_dict`` and the source
+# model's into this section (keys ``module.<name>`` plus the ``steps`` counter): checkpoint_weights="source".
 _EMA_HOOK_SECTION = "ema_state_dict"
 
 
 def read_state_dict(
-    path: Path, *, checkpoint_weights: CheckpointWeights = "ema"
+    path: Path, *, checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Safely unpickle a checkpoint; return (the chosen weights with wrapper prefixes stripped, meta).
 
@@ -177,7 +175,7 @@ def load_checkpoint(
     *,
     input_size: int | None = None,
     seed: int = 0,
-    checkpoint_weights: CheckpointWeights = "ema",
+    checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS,
 ) -> RTMO:
     """Build an ``RTMO`` from an MMPose RTMO checkpoint, or with seeded random weights.
 

@@ -357,12 +357,20 @@ def safe_torch_load(path: Path) -> Any:
 
 
 def placeholders(obj: Any, where: str = "") -> Iterator[tuple[str, Placeholder]]:
-    """``(dotted path, placeholder)`` for every placeholder in the loaded containers, outermost first."""
-    if isinstance(obj, Placeholder):
-        yield where or "<top>", obj
-    elif isinstance(obj, Mapping):
-        for key, value in obj.items():
-            yield from placeholders(value, f"{where}.{key}" if where else str(key))
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for index, value in enumerate(obj):
-            yield from placeholders(value, f"{where}[{index}]")
+    """``(dotted path, placeholder)`` for every placeholder in the loaded containers, outermost first.
+
+    A container met again (a pickle can make one hold itself) is not walked twice.
+    """
+    seen: set[int] = set()
+    pending = [(where, obj)]
+    while pending:
+        where, obj = pending.pop()
+        if isinstance(obj, Placeholder):
+            yield where or "<top>", obj
+        elif isinstance(obj, (Mapping, list, tuple, set, frozenset)) and id(obj) not in seen:
+            seen.add(id(obj))
+            if isinstance(obj, Mapping):
+                children = [(f"{where}.{key}" if where else str(key), value) for key, value in obj.items()]
+            else:
+                children = [(f"{where}[{index}]", value) for index, value in enumerate(obj)]
+            pending.extend(reversed(children))
