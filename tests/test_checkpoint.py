@@ -97,6 +97,16 @@ class _RunsCode:
         return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
+class _WritesOnSetState:
+    """Pickled by NEWOBJ + BUILD; plain pickle would call ``__setstate__``, which creates the marker."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __setstate__(self, state):
+        open(state["marker"], "w").close()
+
+
 class _SetWithState:
     """An allow-listed call (``set``) followed by a BUILD the restricted unpickler does not do."""
 
@@ -107,17 +117,19 @@ class _SetWithState:
 @pytest.mark.parametrize("form", FORMATS)
 def test_load_checkpoint_never_runs_pickled_code_and_loads_the_weights(tmp_path, tiny_checkpoint, form):
     original, _ = tiny_checkpoint
-    opened, executed = tmp_path / "opened", tmp_path / "executed"
+    opened, executed, built = tmp_path / "opened", tmp_path / "executed", tmp_path / "built"
     path = tmp_path / "evil.pth"
     meta = {
         "hook": _WritesAFile(opened),
-        "nested": [{"payload": _RunsCode(executed)}],
+        "nested": [{"payload": _RunsCode(executed)}, _WritesOnSetState(built)],
         "entry": zoo.ZooEntry("x", None),
     }
     torch.save({"meta": meta, "state_dict": original.state_dict()}, path, _use_new_zipfile_serialization=FORMATS[form])
     loaded = rtmo.load_checkpoint(path)
-    assert not opened.exists() and not executed.exists()
+    assert not opened.exists() and not executed.exists() and not built.exists()
     assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), loaded.state_dict().values()))
+    torch.load(path, weights_only=False)  # the payloads are live: plain unpickling runs all three
+    assert opened.exists() and executed.exists() and built.exists()
 
 
 @pytest.mark.parametrize("form", FORMATS)
