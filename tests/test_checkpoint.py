@@ -1,5 +1,6 @@
 import hashlib
 import logging
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,16 @@ def test_load_checkpoint_refuses_torchscript_archives_without_loading_them(tmp_p
 
     monkeypatch.setattr(torch.jit, "load", jit_load)
     with pytest.raises(rtmo.CheckpointError, match="a TorchScript archive .* loading it would run its code"):
+        rtmo.load_checkpoint(path)
+
+
+def test_load_checkpoint_refuses_pre_0_4_tar_checkpoints(tmp_path):
+    payload = tmp_path / "storages"
+    payload.write_bytes(b"torch would extract this member to disk")
+    path = tmp_path / "old.pth"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(payload, arcname="storages")
+    with pytest.raises(rtmo.CheckpointError, match="a tar archive .PyTorch < 0.4 torch.save., not supported"):
         rtmo.load_checkpoint(path)
 
 

@@ -318,8 +318,9 @@ _RESTRICTED_PICKLE = types.SimpleNamespace(
 
 
 def _refuse_code_archives(file: BinaryIO, path: Path) -> None:
-    if zipfile.is_zipfile(file):
-        file.seek(0)
+    is_zip = file.read(4) == b"PK\x03\x04"  # torch.load's own test; tensor bytes may look like a zip's end record
+    file.seek(0)
+    if is_zip:
         try:
             names = zipfile.ZipFile(file).namelist()
         except (zipfile.BadZipFile, ValueError) as exc:
@@ -329,13 +330,11 @@ def _refuse_code_archives(file: BinaryIO, path: Path) -> None:
                 f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint; loading it would run its "
                 "code. Accepted: torch.save'd MMPose checkpoints (zip or legacy format)"
             )
-    else:
-        file.seek(0)
-        if tarfile.is_tarfile(file):  # torch.load would extract it to disk first
-            raise CheckpointError(
-                f"{path}: a tar archive (PyTorch < 0.4 torch.save), not supported. Accepted: torch.save'd MMPose "
-                "checkpoints (zip or legacy format); re-save it with a current PyTorch"
-            )
+    elif tarfile.is_tarfile(file):  # torch.load would extract it to disk first
+        raise CheckpointError(
+            f"{path}: a tar archive (PyTorch < 0.4 torch.save), not supported. Accepted: torch.save'd MMPose "
+            "checkpoints (zip or legacy format); re-save it with a current PyTorch"
+        )
     file.seek(0)
 
 
