@@ -76,7 +76,7 @@ class Refused(Placeholder):
 
 def _numpy_globals() -> dict[str, Any]:
     """The NumPy objects pickled in MMPose checkpoint ``meta`` (dataset_meta arrays, NumPy scalars)."""
-    core = np.core.multiarray  # NumPy 1.x path; NumPy 2 pickles name numpy._core.multiarray
+    core: Any = np.core.multiarray  # NumPy 1.x path; NumPy 2 pickles name numpy._core.multiarray
     found = {
         "numpy.ndarray": np.ndarray,
         "numpy.dtype": np.dtype,
@@ -114,7 +114,11 @@ _BUILDABLE = (torch.Tensor, torch.nn.Parameter, OrderedDict, np.ndarray)
 _DICT_TYPES = (dict, OrderedDict, Counter)
 
 
-class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+# The pure-Python unpickler: its opcodes are methods in a dispatch table we can replace (the C one's are not).
+_PurePythonUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+
+
+class _RestrictedUnpickler(_PurePythonUnpickler):
     """The stdlib's pure-Python unpickler with every opcode that imports, calls or mutates restricted.
 
     ``find_class`` never imports. REDUCE/NEWOBJ call only allow-listed globals, BUILD sets state only on
@@ -122,7 +126,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc
     of them, and anything else leaves a ``Refused`` placeholder.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = dict(_PurePythonUnpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         if self.proto < 3 and self.fix_imports:  # Python 2 names, as pickle.Unpickler maps them
@@ -202,7 +206,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc
             return
         self.stack.append(state)
         try:
-            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+            _PurePythonUnpickler.load_build(self)
         except Exception as exc:
             self.stack[-1] = Refused(f"setting the state of a {type(inst).__qualname__}: {type(exc).__name__}: {exc}")
 
