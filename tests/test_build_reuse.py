@@ -58,6 +58,7 @@ def test_reusable_plan_mismatches_is_empty_when_everything_matches(tmp_path: Pat
         {"max_batch_size": 16},
         {"checkpoint_sha256": "cd" * 32},
         {"top_k": 512},
+        {"checkpoint_weights": "source"},  # the sidecar has none: a plan from before the choice, of the EMA weights
     ],
 )
 def test_plan_mismatches_names_the_field_that_differs(tmp_path: Path, change: dict) -> None:
@@ -92,6 +93,16 @@ def test_plan_mismatches_tells_random_weights_apart_by_name() -> None:
         "onnx_sha256": "x",
     }
     assert [r.split(":")[0] for r in plan_mismatches(sidecar, {"top_k": 256}, "x", tiny)] == ["checkpoint"]
+
+
+def test_plan_mismatches_tells_the_ema_and_source_weights_of_one_checkpoint_apart(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export")
+    sidecar = json.loads((export / "model.plan.json").read_text())
+    (export / "model.plan.json").write_text(json.dumps({**sidecar, "checkpoint_weights": "source"}))
+    source = dataclasses.replace(WANTED, checkpoint_weights="source")
+    assert reusable_plan_mismatches(export, source) == []
+    (reason,) = reusable_plan_mismatches(export, WANTED)
+    assert reason == "checkpoint_weights: plan has 'source', wanted 'ema'"
 
 
 def test_plan_mismatches_detects_a_plan_built_from_another_export(tmp_path: Path) -> None:

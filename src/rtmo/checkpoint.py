@@ -1,77 +1,143 @@
 """Loading MMPose RTMO checkpoints unchanged (local paths, zoo names and URLs: ``rtmo.zoo``), or seeded random weights.
 
-Steps (timm's ``checkpoint_filter_fn`` style): safe load (``weights_only=True`` plus an allow-list of the
-NumPy types MMPose stores in ``meta``) → unwrap ``state_dict`` → strip wrapper prefixes → infer size,
-keypoints and input size from tensor shapes → ``load_state_dict(strict=True)``.
+Steps (timm's ``checkpoint_filter_fn`` style): safe load (``rtmo.checkpoint_pickle``: nothing in the file is
+constructed unless it is a tensor, a container or an allow-listed NumPy/torch type) → pick the weights
+(``checkpoint_weights``: the EMA or the source weights of an MMEngine runner checkpoint) → strip wrapper prefixes →
+infer size, keypoints and input size from tensor shapes → ``load_state_dict(strict=True)``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from rtmo.checkpoint_pickle import Placeholder, placeholders, safe_torch_load
+from rtmo.checkpoint_weights import CHECKPOINT_WEIGHTS, DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights
 from rtmo.config import CSPConfig, RTMOConfig
-from rtmo.errors import CheckpointError, CheckpointIntegrityError
+from rtmo.errors import CheckpointError
 from rtmo.model import RTMO
 from rtmo.zoo import PRETRAINED_BACKBONES, checkpoint_sha256, download, resolve_checkpoint
 
-__all__ = ["RANDOM_PREFIX", "infer_config", "load_checkpoint", "load_pretrained_backbone", "read_state_dict"]
+__all__ = [
+    "CHECKPOINT_WEIGHTS",
+    "RANDOM_PREFIX",
+    "CheckpointWeights",
+    "infer_config",
+    "load_checkpoint",
+    "load_pretrained_backbone",
+    "read_state_dict",
+]
 
 LOGGER = logging.getLogger(__name__)
 RANDOM_PREFIX = "random:"  # random:<size>[:<keypoints>], seeded random weights (tests, offline pipelines)
 
 _STEM_CHANNELS_TO_SIZE = {24: "tiny", 32: "small", 48: "medium", 64: "large"}
 
-
-def _numpy_safe_globals() -> list[Any]:
-    """Exactly the NumPy objects pickled in MMPose checkpoint ``meta`` (dataset_meta arrays, numpy scalars)."""
-    core = np.core.multiarray  # NumPy 1.x module path; NumPy 2 pickles name ``numpy._core.multiarray``
-    entries: list[Any] = [
-        np.ndarray,
-        np.dtype,
-        (core._reconstruct, "numpy.core.multiarray._reconstruct"),
-        (core.scalar, "numpy.core.multiarray.scalar"),
-        (core._reconstruct, "numpy._core.multiarray._reconstruct"),
-        (core.scalar, "numpy._core.multiarray.scalar"),
-    ]
-    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType", "ObjectDType"):
-        dtype_class = getattr(getattr(np, "dtypes", None), name, None)
-        if dtype_class is not None:
-            entries.append(dtype_class)
-    return entries
+# MMEngine's EMAHook.before_save_checkpoint swaps the EMA-averaged weights into ``state_dict`` and the source
+# model's into this section (keys ``module.<name>`` plus the ``steps`` counter): checkpoint_weights="source".
+_EMA_HOOK_SECTION = "ema_state_dict"
 
 
-def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Safely unpickle a checkpoint; return (state_dict with wrapper prefixes stripped, meta).
+def read_state_dict(
+    path: Path, *, checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Safely unpickle a checkpoint; return (the chosen weights with wrapper prefixes stripped, meta).
+
+    Objects outside the allow-list become inert placeholders wherever they sit (``meta``, ``message_hub``,
+    ``optimizer``, ``param_schedulers``, ...) and are logged at debug level; only the weights must be tensors.
+    Which weights are served is logged at INFO.
+
+    Args:
+        path: the checkpoint file (zip or legacy format).
+        checkpoint_weights: ``"ema"`` (default): ``state_dict``, what MMPose deploys (the EMA-averaged weights
+            when MMEngine's EMAHook saved the file, as with RTMO's configs); ``"source"``: the un-averaged
+            weights the EMAHook keeps in ``ema_state_dict``.
 
     Raises:
         CheckpointIntegrityError: the file is truncated or corrupt.
-        CheckpointError: the file holds something other than an MMPose checkpoint.
+        CheckpointError: not a checkpoint of tensors, ``"source"`` without an ``ema_state_dict``, or the chosen
+            weights hold something other than tensors (named with where they sit, e.g. ``state_dict.x``).
     """
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused to unpickle: it holds objects outside tensors and MMPose's meta allow-list ({exc})"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointIntegrityError(f"{path}: truncated or corrupt checkpoint file ({exc})") from exc
+    if checkpoint_weights not in CHECKPOINT_WEIGHTS:
+        raise CheckpointError(f"checkpoint_weights={checkpoint_weights!r}: accepted {', '.join(CHECKPOINT_WEIGHTS)}")
+    obj = safe_torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-    state = obj.get("state_dict", obj)
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta", {}), Mapping) else {}
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: no tensor state_dict found (keys: {sorted(obj)[:10]})")
-    return {_strip_prefix(k): v for k, v in state.items()}, dict(meta)
+    section, state = _chosen_weights(obj, path=path, checkpoint_weights=checkpoint_weights)
+    for where, placeholder in placeholders({k: v for k, v in obj.items() if k != section}):
+        LOGGER.debug("%s: %s: skipped %s", path, where, placeholder.describe())
+    not_tensors = [
+        f"{where}: {placeholder.describe()}" for where, placeholder in placeholders(state, section or "")
+    ] + [f"{_join(section, key)}: a {type(v).__name__}, not a tensor" for key, v in state.items() if _plain(v)]
+    if not_tensors:
+        raise CheckpointError(
+            f"{path}: the {checkpoint_weights} weights hold non-tensor objects: {'; '.join(not_tensors[:5])}"
+            + (f" (and {len(not_tensors) - 5} more)" if len(not_tensors) > 5 else "")
+        )
+    if section == _EMA_HOOK_SECTION:
+        state = {k: v for k, v in state.items() if k != "steps"}  # the EMA's update counter, not a weight
+    meta = obj.get("meta", {})
+    return {_strip_prefix(str(k)): v for k, v in state.items()}, dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def _chosen_weights(
+    obj: Mapping[Any, Any], *, path: Path, checkpoint_weights: CheckpointWeights
+) -> tuple[str | None, Mapping[Any, Any]]:
+    """(section name or None for a bare state dict, its mapping) for ``checkpoint_weights``; logs the choice."""
+    has_ema_hook = isinstance(obj.get(_EMA_HOOK_SECTION), Mapping)
+    if checkpoint_weights == "source":
+        if not has_ema_hook:
+            raise CheckpointError(
+                f"{path}: checkpoint_weights='source' needs the ema_state_dict that MMEngine's EMAHook saves, and "
+                f"this checkpoint has none (sections: {_sections(obj)}); its state_dict holds the weights MMPose "
+                "deploys: checkpoint_weights='ema'"
+            )
+        LOGGER.info(
+            "%s: serving the source weights (ema_state_dict, as MMEngine's EMAHook swapped them; "
+            "state_dict holds the EMA weights: checkpoint_weights='ema')",
+            path,
+        )
+        return _EMA_HOOK_SECTION, obj[_EMA_HOOK_SECTION]
+    if "state_dict" in obj:
+        section, state = "state_dict", obj["state_dict"]
+    elif all(isinstance(k, str) for k in obj) and any(isinstance(v, torch.Tensor) for v in obj.values()):
+        section, state = None, obj  # a bare state dict
+    else:
+        raise CheckpointError(f"{path}: no state_dict found (sections: {_sections(obj)})")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, not a dict of tensors")
+    if has_ema_hook:
+        LOGGER.info(
+            "%s: serving the EMA weights (state_dict, where MMEngine's EMAHook saves them; "
+            "the source weights in ema_state_dict: checkpoint_weights='source')",
+            path,
+        )
+    else:
+        LOGGER.info(
+            "%s: serving %s (no ema_state_dict: the EMA weights when the model was trained with an EMA hook, as "
+            "MMPose's zoo files are, else the trained weights)",
+            path,
+            section or "the bare state dict",
+        )
+    return section, state
+
+
+def _plain(value: Any) -> bool:
+    """Neither a tensor nor a placeholder (placeholders are reported with their own description)."""
+    return not isinstance(value, (torch.Tensor, Placeholder))
+
+
+def _join(section: str | None, key: Any) -> str:
+    return f"{section}.{key}" if section else str(key)
+
+
+def _sections(obj: Mapping[Any, Any]) -> list[str]:
+    return sorted(map(str, obj))[:10]
 
 
 def _strip_prefix(key: str) -> str:
@@ -104,7 +170,13 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> RTMOConfig:
     )
 
 
-def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = None, seed: int = 0) -> RTMO:
+def load_checkpoint(
+    source: str | os.PathLike[str],
+    *,
+    input_size: int | None = None,
+    seed: int = 0,
+    checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS,
+) -> RTMO:
     """Build an ``RTMO`` from an MMPose RTMO checkpoint, or with seeded random weights.
 
     Args:
@@ -112,13 +184,17 @@ def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = 
             ``random:<size>[:<keypoints>]`` (e.g. ``random:small``, ``random:tiny:14``).
         input_size: override the size's default input (416 tiny, 640 otherwise).
         seed: torch seed of random weights.
+        checkpoint_weights: ``"ema"`` (default; ``state_dict``, what MMPose deploys: the EMA-averaged weights
+            when MMEngine's EMAHook was on, as in RTMO's configs) or ``"source"`` (the hook's other copy in
+            ``ema_state_dict``, the un-averaged weights). Logged at INFO.
 
     Returns:
         The model in eval mode; ``model.checkpoint_sha256`` (``"random"`` for random weights) and
         ``model.checkpoint_name`` say where it came from.
 
     Raises:
-        CheckpointError: not an RTMO checkpoint, or keys do not match (missing/unexpected keys listed).
+        CheckpointError: not an RTMO checkpoint, keys do not match (missing/unexpected keys listed), the chosen
+            weights are absent, or they hold non-tensor objects (named with where they sit).
         CheckpointIntegrityError: truncated file or hash mismatch.
         CheckpointUnavailableError: a zoo name or URL could not be downloaded.
     """
@@ -126,7 +202,7 @@ def load_checkpoint(source: str | os.PathLike[str], *, input_size: int | None = 
     if text.startswith(RANDOM_PREFIX):
         return _random_model(text, input_size=input_size, seed=seed)
     path = resolve_checkpoint(source)
-    state, _meta = read_state_dict(path)
+    state, _meta = read_state_dict(path, checkpoint_weights=checkpoint_weights)
     config = infer_config(state)
     if input_size is not None:
         config = RTMOConfig(

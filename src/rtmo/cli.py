@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rtmo.build.assemble import add_instance_options, assemble_repository, instance_counts
+from rtmo.checkpoint_weights import add_checkpoint_weights_option
 from rtmo.errors import RTMOError
 from rtmo.serving.cpu import DEFAULT_CHECKPOINT, cpu_server, prepare_artifacts
 from rtmo.serving.supervisor import MODEL_CONTROL_ARGS, HttpModelControl, StubSupervisor, python_stubs
@@ -33,7 +34,10 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     prepared = prepare_artifacts(
-        args.checkpoint, top_k=args.top_k, allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT
+        args.checkpoint,
+        top_k=args.top_k,
+        allow_random_fallback=args.checkpoint == DEFAULT_CHECKPOINT,
+        checkpoint_weights=args.checkpoint_weights,
     )
     repository = args.repository.resolve()
     if not (repository / "rtmo" / "config.pbtxt").is_file():
@@ -181,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default=DEFAULT_CHECKPOINT, help="path, zoo name, URL or random:<size> (default: %(default)s)"
     )
+    add_checkpoint_weights_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)

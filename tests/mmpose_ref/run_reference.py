@@ -16,6 +16,15 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       deterministic random-but-meaningful weights (see make_checkpoint()) and
       save {'meta': ..., 'state_dict': ...} like an MMPose model-zoo .pth.
 
+  make-runner-checkpoint --dataset ... --size ... --out-dir DIR [--seed N] [--steps N]
+                         [--no-ema-hook]
+      MMEngine's Runner built from the config (optim_wrapper, param_scheduler,
+      EMAHook), one epoch of a few optimizer steps with MMEngine's hooks, whose
+      CheckpointHook writes DIR/epoch_1.pth (meta, state_dict, message_hub,
+      optimizer, param_schedulers, ema_state_dict) and, after a validation,
+      DIR/best_coco_AP_epoch_1.pth (no optimizer/schedulers); plus
+      DIR/expected_weights.pt: the source and EMA model tensors at save time.
+
   predict --dataset ... --size ... --checkpoint X.pth --images IMG [IMG ...]
           --out OUT.npz [--score-thr 0.1] [--nms-thr 0.65] [--threads N]
           [--float64]
@@ -105,6 +114,7 @@ def install_placeholders():
         tv = types.ModuleType("torchvision")
         tv.__doc__ = "run_reference.py placeholder for torchvision"
         tv.__path__ = []  # make it a package
+        tv.__version__ = "placeholder"  # MMEngine's Runner logs it (collect_env)
         tr = types.ModuleType("torchvision.transforms")
         tr.ToPILImage = _placeholder_class("torchvision.transforms.ToPILImage")
         tv.transforms = tr
@@ -676,6 +686,102 @@ def cmd_make_checkpoint(args):
 
 
 # --------------------------------------------------------------------------
+# make-runner-checkpoint
+# --------------------------------------------------------------------------
+class _MetainfoDataset(torch.utils.data.Dataset):
+    """What the runner's save_checkpoint reads of a train dataset: its metainfo (saved as meta.dataset_meta)."""
+
+    def __init__(self, metainfo):
+        self.metainfo = metainfo
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return index
+
+
+def cmd_make_runner_checkpoint(args):
+    """Checkpoints as MMEngine's runner writes them while MMPose trains RTMO, without the training data.
+
+    The runner is built from the config's optim_wrapper, param_scheduler and (unless --no-ema-hook) its EMAHook;
+    one epoch of --steps optimizer steps on a stand-in loss moves the weights so that the EMA and the source model
+    differ. Everything else is MMEngine's own: the hooks in their order, the message hub (HistoryBuffer logs), the
+    schedulers, and CheckpointHook writing epoch_1.pth after the epoch and best_coco_AP_epoch_1.pth after a
+    validation that reports coco/AP.
+    """
+    import torch.utils.data
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    torch.manual_seed(args.seed)
+    cfg = Config.fromfile(config_path(args.dataset, args.size))
+    model = build_model(args)
+    model.train()
+    ema_hooks = [h for h in cfg.custom_hooks if h["type"] == "EMAHook"] if not args.no_ema_hook else []
+    out = Path(args.out_dir)
+    runner = Runner(
+        model=model,
+        work_dir=str(out),
+        train_dataloader=torch.utils.data.DataLoader(_MetainfoDataset(model.dataset_meta), batch_size=1),
+        train_cfg=dict(by_epoch=True, max_epochs=cfg.train_cfg.max_epochs),
+        optim_wrapper=cfg.optim_wrapper,
+        param_scheduler=cfg.param_scheduler,
+        custom_hooks=ema_hooks,
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1, save_best="coco/AP", rule="greater")),
+        default_scope="mmpose",
+        randomness=dict(seed=args.seed),
+        experiment_name=f"rtmo-{args.size}_{args.dataset}_runner_reference",
+        cfg=cfg,
+    )
+    # what Runner.train() does before its loop, then one epoch as EpochBasedTrainLoop runs it
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
+    runner.call_hook("before_run")
+    runner.call_hook("before_train")
+    runner.call_hook("before_train_epoch")
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step in range(args.steps):
+        runner.call_hook("before_train_iter", batch_idx=step, data_batch=None)
+        loss = sum((p.float() ** 2).mean() for p in params)  # stand-in for RTMO's losses: moves every weight
+        runner.optim_wrapper.update_params(loss)
+        runner.message_hub.update_scalar("train/loss", float(loss.detach()))
+        runner.call_hook("after_train_iter", batch_idx=step, data_batch=None, outputs=dict(loss=loss))
+        runner.train_loop._iter += 1
+    source = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ema_hook = next((h for h in runner.hooks if type(h).__name__ == "EMAHook"), None)
+    ema = {k: v.detach().clone() for k, v in ema_hook.ema_model.module.state_dict().items()} if ema_hook else None
+    runner.call_hook("after_train_epoch")  # CheckpointHook: epoch_1.pth
+    runner.train_loop._epoch += 1
+    # a validation without a val loop: the hooks that act on it, in the runner's priority order (EMAHook swaps the
+    # EMA weights in and back; CheckpointHook then writes best_coco_AP_epoch_1.pth)
+    val_hooks = [h for h in runner.hooks if type(h).__name__ in ("EMAHook", "CheckpointHook")]
+    for hook in val_hooks:
+        hook.before_val_epoch(runner)
+    for hook in val_hooks:
+        hook.after_val_epoch(runner, metrics={"coco/AP": 0.5})
+    expected = out / "expected_weights.pt"  # tensors only: the test's truth for each checkpoint_weights choice
+    torch.save(dict(source=source, **({"ema": ema} if ema is not None else {})), expected)
+    epoch_checkpoint, best_checkpoint = out / "epoch_1.pth", out / "best_coco_AP_epoch_1.pth"
+    saved = {p.name: torch.load(p, map_location="cpu", weights_only=False) for p in (epoch_checkpoint, best_checkpoint)}
+    print(
+        json.dumps(
+            dict(
+                epoch_checkpoint=str(epoch_checkpoint),
+                best_checkpoint=str(best_checkpoint),
+                expected_weights=str(expected),
+                ema_hook=ema_hook is not None,
+                sections={name: sorted(c) for name, c in saved.items()},
+                message_hub_types=sorted(
+                    {type(v).__name__ for v in saved[epoch_checkpoint.name]["message_hub"]["log_scalars"].values()}
+                ),
+                ema_differs=bool(ema is not None and any(not torch.equal(ema[k], source[k]) for k in source)),
+            )
+        )
+    )
+
+
+# --------------------------------------------------------------------------
 # predict
 # --------------------------------------------------------------------------
 class Capture:
@@ -984,6 +1090,12 @@ def main(argv=None):
         default="legacy",
         help="legacy = torch.save(..., _use_new_zipfile_serialization=False) as publish_model.py writes zoo files",
     )
+    p = sub.add_parser("make-runner-checkpoint")
+    model_args(p)
+    p.add_argument("--out-dir", required=True, help="gets epoch_1.pth, best_coco_AP_epoch_1.pth, expected_weights.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=3, help="optimizer steps in the epoch")
+    p.add_argument("--no-ema-hook", action="store_true", help="leave out the config's EMAHook")
     p = sub.add_parser("predict")
     model_args(p)
     p.add_argument("--checkpoint", required=True)
@@ -1011,6 +1123,7 @@ def main(argv=None):
             "coco-metric": cmd_coco_metric,
             "count-params": cmd_count_params,
             "make-checkpoint": cmd_make_checkpoint,
+            "make-runner-checkpoint": cmd_make_runner_checkpoint,
             "predict": cmd_predict,
             "bench": cmd_bench,
         },

@@ -14,6 +14,7 @@ from pathlib import Path
 from rtmo.build.assemble import KEYPOINTS_PLAN, add_instance_options, assemble_repository, instance_counts
 from rtmo.build.engine import EngineProfile, build_engine, build_keypoint_decoder
 from rtmo.build.export import DEFAULT_TOP_K, export_onnx, load_model
+from rtmo.checkpoint_weights import DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights, add_checkpoint_weights_option
 from rtmo.errors import RTMOError
 
 LOGGER = logging.getLogger("rtmo.build")
@@ -30,11 +31,12 @@ def run_all(
     precision: str = "fp16",
     workspace_gib: float = 4.0,
     instances: dict[str, int] | None = None,
+    checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS,
 ) -> list[Path]:
     """Run every stage for ``target`` (``cpu`` or ``gpu``) and return the files written into ``repository``."""
     if max_batch_size < 1:
         raise RTMOError(f"max_batch_size: got {max_batch_size}; accepted: >= 1")
-    model, provenance = load_model(checkpoint)
+    model, provenance = load_model(checkpoint, checkpoint_weights=checkpoint_weights)
     exported = export_onnx(model, work_dir / "export", top_k=top_k, provenance=provenance)
     if target == "gpu":
         opt = max(1, max_batch_size // 2)
@@ -68,6 +70,7 @@ def run_all(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtmo.build", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="path, zoo name (e.g. rtmo-s_body7), URL, or random:<size>")
+    add_checkpoint_weights_option(parser)
     parser.add_argument("--target", choices=("cpu", "gpu"), required=True)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--work-dir", type=Path, default=Path("artifacts"))
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             workspace_gib=args.workspace_gib,
             instances=instance_counts(args),
+            checkpoint_weights=args.checkpoint_weights,
         )
     except RTMOError as error:
         LOGGER.error("%s", error)

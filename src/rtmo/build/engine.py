@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     metadata_path = args.onnx.parent / "metadata.json"
     provenance = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
-    provenance = {k: provenance[k] for k in ("checkpoint", "checkpoint_sha256", "top_k") if k in provenance}
+    provenance = {
+        k: provenance[k] for k in ("checkpoint", "checkpoint_sha256", "checkpoint_weights", "top_k") if k in provenance
+    }
     build_engine(
         args.onnx,
         args.out,

@@ -21,6 +21,7 @@ import torch
 from rtmo.build.assemble import KEYPOINTS_ONNX
 from rtmo.candidates import CANDIDATE_OUTPUTS, INPUT_LAYOUTS, INPUT_NAME, CandidateNet
 from rtmo.checkpoint import load_checkpoint
+from rtmo.checkpoint_weights import DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights, add_checkpoint_weights_option
 from rtmo.errors import BuildError
 from rtmo.keypoints import layout_for
 from rtmo.model import RTMO
@@ -232,25 +233,30 @@ def export_keypoint_decoder(model: RTMO, onnx_path: Path, *, opset: int = 17) ->
     return onnx_path
 
 
-def load_model(checkpoint: str, *, seed: int = 0) -> tuple[RTMO, dict[str, Any]]:
+def load_model(
+    checkpoint: str, *, seed: int = 0, checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS
+) -> tuple[RTMO, dict[str, Any]]:
     """The model of ``checkpoint`` (see ``rtmo.checkpoint.load_checkpoint``) and its provenance for the metadata."""
-    model = load_checkpoint(checkpoint, seed=seed)
-    provenance = {"checkpoint": checkpoint, "checkpoint_sha256": model.checkpoint_sha256}
+    model = load_checkpoint(checkpoint, seed=seed, checkpoint_weights=checkpoint_weights)
+    provenance: dict[str, Any] = {"checkpoint": checkpoint, "checkpoint_sha256": model.checkpoint_sha256}
     if model.checkpoint_sha256 == "random":
         provenance["seed"] = seed
+    else:
+        provenance["checkpoint_weights"] = checkpoint_weights  # the same file serves two models
     return model, provenance
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rtmo-export", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="path, zoo name (e.g. rtmo-s_body7), URL, or random:<size>")
+    add_checkpoint_weights_option(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--no-simplify", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    model, provenance = load_model(args.checkpoint)
+    model, provenance = load_model(args.checkpoint, checkpoint_weights=args.checkpoint_weights)
     result = export_onnx(
         model, args.out, top_k=args.top_k, opset=args.opset, simplify=not args.no_simplify, provenance=provenance
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rtmo.checkpoint_weights import DEFAULT_CHECKPOINT_WEIGHTS, add_checkpoint_weights_option
 from rtmo.errors import RTMOError
 from rtmo.files import sha256_file
 from rtmo.zoo import checkpoint_sha256, resolve_checkpoint
@@ -42,6 +43,7 @@ class PlanRequest:
     precision: str
     max_batch_size: int
     top_k: int
+    checkpoint_weights: str = DEFAULT_CHECKPOINT_WEIGHTS
 
 
 def plan_mismatches(
@@ -65,6 +67,12 @@ def plan_mismatches(
     compare("checkpoint_sha256", sidecar.get("checkpoint_sha256"), wanted.checkpoint_sha256)
     if wanted.checkpoint_sha256 == "random":  # seeded random weights: the name (size, keypoints) tells them apart
         compare("checkpoint", sidecar.get("checkpoint"), wanted.checkpoint)
+    else:  # the EMA and the source weights of one file; plans from before the choice existed served the EMA ones
+        compare(
+            "checkpoint_weights",
+            sidecar.get("checkpoint_weights", DEFAULT_CHECKPOINT_WEIGHTS),
+            wanted.checkpoint_weights,
+        )
     compare("top_k", metadata.get("top_k"), wanted.top_k)
     compare("onnx_sha256 (plan built from this export)", sidecar.get("onnx_sha256"), onnx_sha256)
     return reasons
@@ -135,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--export-dir", type=Path, required=True, help="export folder of an earlier build (holds model.plan)"
     )
     parser.add_argument("--checkpoint", required=True, help="path, zoo name (e.g. rtmo-s_body7), URL, or random:<size>")
+    add_checkpoint_weights_option(parser)
     parser.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp16")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=256)
@@ -153,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         precision=args.precision,
         max_batch_size=args.max_batch_size,
         top_k=args.top_k,
+        checkpoint_weights=args.checkpoint_weights,
     )
     reasons = reusable_plan_mismatches(args.export_dir, wanted)
     if reasons:

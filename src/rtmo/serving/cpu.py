@@ -11,6 +11,7 @@ from typing import Any
 
 import rtmo
 import rtmo_contract
+from rtmo.checkpoint_weights import DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights
 from rtmo.errors import CheckpointUnavailableError
 from rtmo.serving.supervisor import MODEL_CONTROL_ARGS
 from rtmo.serving.tritonserver import EXIT_TIMEOUT_ARGS, TritonServer
@@ -35,10 +36,18 @@ class PreparedModel:
     sha256: str
 
 
-def artifact_dir(checkpoint: str, sha256: str, *, top_k: int) -> Path:
-    """Where :func:`prepare_artifacts` keeps a checkpoint's export: keyed by its hash (its name for random weights)."""
+def artifact_dir(
+    checkpoint: str,
+    sha256: str,
+    *,
+    top_k: int,
+    checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS,
+) -> Path:
+    """Where :func:`prepare_artifacts` keeps a checkpoint's export: keyed by its hash (its name for random weights)
+    and, for the non-default ``checkpoint_weights``, that choice."""
     key = checkpoint.replace(":", "-") if checkpoint.startswith("random:") else sha256
-    return cache_dir() / "artifacts" / f"{key[:16]}-k{top_k}"
+    weights = "" if checkpoint_weights == DEFAULT_CHECKPOINT_WEIGHTS or checkpoint.startswith("random:") else "-source"
+    return cache_dir() / "artifacts" / f"{key[:16]}{weights}-k{top_k}"
 
 
 def cpu_server(repository: Path, *, grpc_port: int, http_port: int, metrics_port: int, **options: Any) -> TritonServer:
@@ -65,8 +74,15 @@ def cpu_server(repository: Path, *, grpc_port: int, http_port: int, metrics_port
     )
 
 
-def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: bool) -> PreparedModel:
-    """Export ``checkpoint`` once per (hash, top_k) into the cache; later runs reuse it without loading torch."""
+def prepare_artifacts(
+    checkpoint: str,
+    *,
+    top_k: int,
+    allow_random_fallback: bool,
+    checkpoint_weights: CheckpointWeights = DEFAULT_CHECKPOINT_WEIGHTS,
+) -> PreparedModel:
+    """Export ``checkpoint`` (its ``checkpoint_weights``) once per (hash, weights, top_k) into the cache; later runs
+    reuse it without loading torch."""
     if checkpoint.startswith("random:"):
         sha = checkpoint.replace(":", "-")
     else:
@@ -81,13 +97,13 @@ def prepare_artifacts(checkpoint: str, *, top_k: int, allow_random_fallback: boo
             LOGGER.warning("model metadata says checkpoint_sha256='random'. Pass --checkpoint PATH to fix.")
             LOGGER.warning("!" * 78)
             checkpoint, sha = RANDOM_FALLBACK, RANDOM_FALLBACK.replace(":", "-")
-    export_dir = artifact_dir(checkpoint, sha, top_k=top_k)
+    export_dir = artifact_dir(checkpoint, sha, top_k=top_k, checkpoint_weights=checkpoint_weights)
     if (export_dir / "metadata.json").is_file() and (export_dir / "model.onnx").is_file():
-        LOGGER.info("reusing exported artifacts in %s", export_dir)
+        LOGGER.info("reusing exported artifacts in %s (checkpoint_weights=%s)", export_dir, checkpoint_weights)
         return PreparedModel(export_dir, checkpoint, sha)
     from rtmo.build.export import export_onnx, load_model  # torch: only when there is something to export
 
     LOGGER.info("exporting %s to ONNX (once per checkpoint)", checkpoint)
-    model, provenance = load_model(checkpoint)
+    model, provenance = load_model(checkpoint, checkpoint_weights=checkpoint_weights)
     export_onnx(model, export_dir, top_k=top_k, provenance=provenance)
     return PreparedModel(export_dir, checkpoint, sha)
