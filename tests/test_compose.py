@@ -357,6 +357,15 @@ def test_engine_build_entrypoint_copies_templates_and_stops_without_building_on_
     assert not (tmp_path / "models" / "work" / "export").exists()
 
 
+def test_engine_build_entrypoint_refuses_an_unknown_weights_choice(tmp_path: Path) -> None:
+    env = {**os.environ, "RTMO_MODELS_DIR": str(tmp_path / "models"), "RTMO_CHECKPOINT_WEIGHTS": "best"}
+    result = subprocess.run(
+        ["bash", str(DOCKER / "engine-build" / "entrypoint.sh")], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    assert "RTMO_CHECKPOINT_WEIGHTS=best; accepted: ema, source" in result.stderr
+
+
 @pytest.mark.slow
 def test_engine_build_entrypoint_builds_with_the_environment_settings_when_no_plan_matches(tmp_path: Path) -> None:
     try:

@@ -12,6 +12,12 @@ case "$target" in
 esac
 
 checkpoint="${RTMO_CHECKPOINT:-rtmo-s_body7}"
+# A training run's checkpoint holds EMA and source weights; MMPose's EMA hook saved the EMA ones as state_dict.
+weights="${RTMO_CHECKPOINT_WEIGHTS:-ema}"
+case "$weights" in
+    ema | source) ;;
+    *) echo "engine-build: RTMO_CHECKPOINT_WEIGHTS=$weights; accepted: ema, source" >&2; exit 2 ;;
+esac
 precision="${RTMO_PRECISION:-fp16}"
 max_batch="${RTMO_MAX_BATCH_SIZE:-8}"
 top_k="${RTMO_TOP_K:-256}"
@@ -25,7 +31,7 @@ work="$models/work"
 if [ -n "${RTMO_PLAN_CACHE:-}" ]; then
     # A volume shared by pods, maybe on several GPU models: one folder per GPU model, TensorRT and checkpoint.
     key=$(python3 -c 'import sys; from rtmo.build.reuse import plan_cache_key; print(plan_cache_key(sys.argv[1]))' \
-        "$target:$checkpoint")
+        "$target:$checkpoint:$weights")
     work="$RTMO_PLAN_CACHE/$key"
 fi
 
@@ -37,17 +43,17 @@ exec 9>"$work/.lock"
 flock 9
 
 if [ "$target" = cpu ]; then
-    python3 -m rtmo.build --checkpoint "$checkpoint" --target cpu --repository "$repository" --work-dir "$work" \
-        --max-batch-size "$max_batch" --top-k "$top_k" "${instances[@]}"
-elif python3 -m rtmo.build.reuse --export-dir "$work/export" --checkpoint "$checkpoint" --precision "$precision" \
-        --max-batch-size "$max_batch" --top-k "$top_k"; then
+    python3 -m rtmo.build --checkpoint "$checkpoint" --checkpoint-weights "$weights" --target cpu \
+        --repository "$repository" --work-dir "$work" --max-batch-size "$max_batch" --top-k "$top_k" "${instances[@]}"
+elif python3 -m rtmo.build.reuse --export-dir "$work/export" --checkpoint "$checkpoint" --checkpoint-weights "$weights" \
+        --precision "$precision" --max-batch-size "$max_batch" --top-k "$top_k"; then
     python3 -m rtmo.build.assemble --export-dir "$work/export" --target gpu --repository "$repository" \
         --max-batch-size "$max_batch" "${instances[@]}"
 else
     status=$?
     [ "$status" -eq 1 ] || exit "$status"
-    python3 -m rtmo.build --checkpoint "$checkpoint" --target gpu --repository "$repository" --work-dir "$work" \
-        --precision "$precision" --max-batch-size "$max_batch" --top-k "$top_k" --workspace-gib "$workspace_gib" \
-        "${instances[@]}"
+    python3 -m rtmo.build --checkpoint "$checkpoint" --checkpoint-weights "$weights" --target gpu \
+        --repository "$repository" --work-dir "$work" --precision "$precision" --max-batch-size "$max_batch" \
+        --top-k "$top_k" --workspace-gib "$workspace_gib" "${instances[@]}"
 fi
 echo "engine-build: $repository ready for tritonserver --model-config-name=$target"
