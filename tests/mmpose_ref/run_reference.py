@@ -34,12 +34,31 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       results ([x, y, score] triplets, person score); P.npz: predict's output,
       images matched to annotation file names.
 
+  train-step --dataset ... --size ... --checkpoint X.pth --batch B.npz --out OUT.npz
+             [--float64] [--rtmo-switch] [--yoloxpose-switch] [--lr LR]
+      One training iteration of MMPose's own code on a prepared batch (B.npz:
+      inputs (B, 3, H, W) BGR 0-255 and img{i}_{bboxes,labels,keypoints,
+      keypoints_visible,areas}, augmentation already applied): the model in
+      train mode, BottomupPoseEstimator.loss, parse_losses, backward; then
+      the config's optim wrapper (paramwise AdamW, grad clip) steps once at
+      --lr and the config's EMA (ExpMomentumEMA, update_buffers) updates
+      twice (before and after the step). --rtmo-switch / --yoloxpose-switch
+      set what RTMOModeSwitchHook / YOLOXPoseModeSwitchHook set. OUT.npz:
+      img{i}_gt_inds / img{i}_max_overlaps (the assigner's result),
+      loss_<term>, grad/<param>, param_groups (JSON), step/<param>, ema/<key>.
+
+  lr-schedule --dataset ... --size ... --epochs E --iters-per-epoch N
+      MMEngine's own schedulers built from the config's param_scheduler, each
+      epoch boundary (begin, end, T_max) scaled by E / max_epochs and rounded
+      (rtmo.train.schedule's rule); prints the lr of every iteration.
+
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
 """
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -943,6 +962,133 @@ def cmd_coco_metric(args):
 
 
 # --------------------------------------------------------------------------
+# train-step / lr-schedule
+# --------------------------------------------------------------------------
+def _train_samples(batch, num_images):
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+
+    samples = []
+    height, width = batch["inputs"].shape[2:]
+    for i in range(num_images):
+        labels = InstanceData()
+        labels.bboxes = torch.from_numpy(batch[f"img{i}_bboxes"])
+        labels.labels = torch.from_numpy(batch[f"img{i}_labels"]).long()
+        labels.keypoints = torch.from_numpy(batch[f"img{i}_keypoints"])
+        labels.keypoints_visible = torch.from_numpy(batch[f"img{i}_keypoints_visible"])
+        labels.areas = torch.from_numpy(batch[f"img{i}_areas"])
+        sample = PoseDataSample(metainfo=dict(input_size=(width, height), img_shape=(height, width)))
+        sample.gt_instance_labels = labels
+        samples.append(sample)
+    return samples
+
+
+def cmd_train_step(args):
+    from mmengine.optim import build_optim_wrapper
+    from mmpose.engine.hooks.ema_hook import ExpMomentumEMA
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args, args.checkpoint)
+    dtype = torch.float64 if args.float64 else torch.float32
+    model.to(dtype)
+    head = model.head
+    if args.rtmo_switch:  # RTMOModeSwitchHook's epoch_attributes
+        head.proxy_target_cc = True
+        head.loss_mle.loss_weight = 5.0
+        head.loss_oks.loss_weight = 10.0
+    if args.yoloxpose_switch:  # YOLOXPoseModeSwitchHook: aux loss on
+        head.use_aux_loss = True
+    assignments = []
+    assign = head.assigner.assign
+
+    def recording_assign(*a, **kw):
+        result = assign(*a, **kw)
+        assignments.append(result)
+        return result
+
+    head.assigner.assign = recording_assign
+    batch = dict(np.load(args.batch))
+    inputs = torch.from_numpy(batch["inputs"]).to(dtype)
+    samples = _train_samples(batch, inputs.shape[0])
+    for sample in samples:
+        for key in ("bboxes", "keypoints", "keypoints_visible", "areas"):
+            sample.gt_instance_labels.set_field(getattr(sample.gt_instance_labels, key).to(dtype), key)
+
+    cfg = model.cfg
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    optim_cfg.optimizer.lr = args.lr
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    ema_cfg = next(h for h in cfg.custom_hooks if h["type"] == "EMAHook")
+    ema = ExpMomentumEMA(model, momentum=ema_cfg["momentum"], update_buffers=ema_cfg["update_buffers"])
+    ema.update_parameters(model)  # EMAHook's first after_train_iter copies; a real update needs steps >= 1
+
+    model.train()
+    losses = model.loss(inputs, samples)
+    loss, log_vars = model.parse_losses(losses)
+    loss.backward()
+    out = {"loss": loss.detach().numpy()}
+    for key, value in log_vars.items():
+        if key.startswith("loss_"):
+            out[key] = value.detach().numpy()
+    for i, result in enumerate(assignments):
+        out[f"img{i}_gt_inds"] = result["gt_inds"].numpy()
+        out[f"img{i}_max_overlaps"] = result["max_overlaps"].numpy()
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            out[f"grad/{name}"] = param.grad.detach().numpy().copy()
+    index = {id(p): name for name, p in model.named_parameters()}
+    groups = [
+        dict(params=[index[id(p)] for p in g["params"]], lr=g["lr"], weight_decay=g["weight_decay"])
+        for g in optim_wrapper.optimizer.param_groups
+    ]
+    out["param_groups"] = np.array(json.dumps(groups))
+    optim_wrapper.step()
+    for name, param in model.named_parameters():
+        out[f"step/{name}"] = param.detach().numpy().copy()
+    ema.update_parameters(model)
+    for key, value in ema.module.state_dict().items():
+        out[f"ema/{key}"] = value.detach().numpy().copy()
+    np.savez(args.out, **out)
+    print(json.dumps(dict(loss=float(loss), terms={k: float(v) for k, v in log_vars.items()})))
+
+
+def cmd_lr_schedule(args):
+    from mmengine.config import Config
+    from mmengine.optim.scheduler import build_param_scheduler  # noqa: F401
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    cfg = Config.fromfile(getattr(args, "config", None) or config_path(args.dataset, args.size))
+    factor = args.epochs / cfg.train_cfg.max_epochs
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=cfg.optim_wrapper.optimizer.lr)
+    schedulers = []
+    for sc in copy.deepcopy(cfg.param_scheduler):
+        sc = dict(sc)
+        for key in ("begin", "end", "T_max"):
+            if key in sc:
+                sc[key] = round(sc[key] * factor)
+        kind = sc.pop("type")
+        by_epoch = sc.pop("by_epoch", True)
+        convert = sc.pop("convert_to_iter_based", False)
+        cls = PARAM_SCHEDULERS.get(kind)
+        if by_epoch and convert:
+            schedulers.append(cls.build_iter_from_epoch(optimizer, epoch_length=args.iters_per_epoch, **sc))
+        else:
+            schedulers.append(cls(optimizer, by_epoch=by_epoch, **sc))
+    lrs = []
+    for _epoch in range(args.epochs):
+        for _ in range(args.iters_per_epoch):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            for s in schedulers:
+                if not s.by_epoch:
+                    s.step()
+        for s in schedulers:
+            if s.by_epoch:
+                s.step()
+    print(json.dumps(dict(lrs=lrs)))
+
+
+# --------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1000,6 +1146,20 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p = sub.add_parser("train-step")
+    model_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--float64", action="store_true")
+    p.add_argument("--rtmo-switch", action="store_true")
+    p.add_argument("--yoloxpose-switch", action="store_true")
+    p.add_argument("--lr", type=float, default=0.004)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("lr-schedule")
+    model_args(p)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--iters-per-epoch", type=int, required=True)
     p = sub.add_parser("coco-metric")
     p.add_argument("--annotations", required=True)
     p.add_argument("--predictions", required=True)
@@ -1013,6 +1173,8 @@ def main(argv=None):
             "make-checkpoint": cmd_make_checkpoint,
             "predict": cmd_predict,
             "bench": cmd_bench,
+            "train-step": cmd_train_step,
+            "lr-schedule": cmd_lr_schedule,
         },
     )[args.cmd](args)
 
