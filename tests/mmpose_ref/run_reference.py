@@ -48,9 +48,10 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       loss_<term>, grad/<param>, param_groups (JSON), step/<param>, ema/<key>.
 
   lr-schedule --dataset ... --size ... --epochs E --iters-per-epoch N
-      MMEngine's own schedulers built from the config's param_scheduler, each
-      epoch boundary (begin, end, T_max) scaled by E / max_epochs and rounded
-      (rtmo.train.schedule's rule); prints the lr of every iteration.
+              [--base-lrs LR,LR] [--schedule JSON]
+      MMEngine's own schedulers built from the config's param_scheduler (or
+      the given one), stepped as its ParamSchedulerHook steps them; prints
+      the lr of every iteration per group and the configured schedule.
 
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
@@ -1054,19 +1055,17 @@ def cmd_train_step(args):
 
 def cmd_lr_schedule(args):
     from mmengine.config import Config
-    from mmengine.optim.scheduler import build_param_scheduler  # noqa: F401
-    from mmengine.registry import PARAM_SCHEDULERS
+    import mmpose.engine.schedulers  # noqa: F401  (registers QuadraticWarmupLR)
+    from mmpose.registry import PARAM_SCHEDULERS  # MMPose's registry also finds MMEngine's schedulers
 
     cfg = Config.fromfile(getattr(args, "config", None) or config_path(args.dataset, args.size))
-    factor = args.epochs / cfg.train_cfg.max_epochs
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.AdamW([param], lr=cfg.optim_wrapper.optimizer.lr)
+    configured = [dict(sc) for sc in cfg.param_scheduler]
+    chosen = json.loads(args.schedule) if args.schedule else configured
+    base_lrs = [float(v) for v in args.base_lrs.split(",")]
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in base_lrs]
+    optimizer = torch.optim.AdamW([dict(params=[p], lr=lr) for p, lr in zip(params, base_lrs)])
     schedulers = []
-    for sc in copy.deepcopy(cfg.param_scheduler):
-        sc = dict(sc)
-        for key in ("begin", "end", "T_max"):
-            if key in sc:
-                sc[key] = round(sc[key] * factor)
+    for sc in copy.deepcopy(chosen):
         kind = sc.pop("type")
         by_epoch = sc.pop("by_epoch", True)
         convert = sc.pop("convert_to_iter_based", False)
@@ -1075,17 +1074,21 @@ def cmd_lr_schedule(args):
             schedulers.append(cls.build_iter_from_epoch(optimizer, epoch_length=args.iters_per_epoch, **sc))
         else:
             schedulers.append(cls(optimizer, by_epoch=by_epoch, **sc))
-    lrs = []
-    for _epoch in range(args.epochs):
+    lrs = [[] for _ in base_lrs]
+    for _epoch in range(
+        args.epochs
+    ):  # ParamSchedulerHook: iter-based after each iteration, epoch-based after each epoch
         for _ in range(args.iters_per_epoch):
-            lrs.append(optimizer.param_groups[0]["lr"])
+            for i, group in enumerate(optimizer.param_groups):
+                lrs[i].append(group["lr"])
+            optimizer.step()
             for s in schedulers:
                 if not s.by_epoch:
                     s.step()
         for s in schedulers:
             if s.by_epoch:
                 s.step()
-    print(json.dumps(dict(lrs=lrs)))
+    print(json.dumps(dict(lrs=lrs, configured=configured, max_epochs=cfg.train_cfg.max_epochs)))
 
 
 # --------------------------------------------------------------------------
@@ -1160,6 +1163,8 @@ def main(argv=None):
     model_args(p)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--iters-per-epoch", type=int, required=True)
+    p.add_argument("--base-lrs", default="0.004", help="comma-separated base lr of each parameter group")
+    p.add_argument("--schedule", default=None, help="param_scheduler as JSON (default: the config's)")
     p = sub.add_parser("coco-metric")
     p.add_argument("--annotations", required=True)
     p.add_argument("--predictions", required=True)
