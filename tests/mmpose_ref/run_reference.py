@@ -1054,8 +1054,8 @@ def cmd_train_step(args):
 
 
 def cmd_lr_schedule(args):
-    from mmengine.config import Config
     import mmpose.engine.schedulers  # noqa: F401  (registers QuadraticWarmupLR)
+    from mmengine.config import Config
     from mmpose.registry import PARAM_SCHEDULERS  # MMPose's registry also finds MMEngine's schedulers
 
     cfg = Config.fromfile(getattr(args, "config", None) or config_path(args.dataset, args.size))
