@@ -23,7 +23,14 @@ from rtmo.errors import CheckpointError, CheckpointIntegrityError
 from rtmo.model import RTMO
 from rtmo.zoo import PRETRAINED_BACKBONES, checkpoint_sha256, download, resolve_checkpoint
 
-__all__ = ["RANDOM_PREFIX", "infer_config", "load_checkpoint", "load_pretrained_backbone", "read_state_dict"]
+__all__ = [
+    "RANDOM_PREFIX",
+    "infer_config",
+    "load_checkpoint",
+    "load_pretrained_backbone",
+    "numpy_safe_globals",
+    "read_state_dict",
+]
 
 LOGGER = logging.getLogger(__name__)
 RANDOM_PREFIX = "random:"  # random:<size>[:<keypoints>], seeded random weights (tests, offline pipelines)
@@ -31,7 +38,7 @@ RANDOM_PREFIX = "random:"  # random:<size>[:<keypoints>], seeded random weights 
 _STEM_CHANNELS_TO_SIZE = {24: "tiny", 32: "small", 48: "medium", 64: "large"}
 
 
-def _numpy_safe_globals() -> list[Any]:
+def numpy_safe_globals() -> list[Any]:
     """Exactly the NumPy objects pickled in MMPose checkpoint ``meta`` (dataset_meta arrays, numpy scalars)."""
     core = np.core.multiarray  # NumPy 1.x module path; NumPy 2 pickles name ``numpy._core.multiarray``
     entries: list[Any] = [
@@ -57,7 +64,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         CheckpointError: the file holds something other than an MMPose checkpoint.
     """
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
