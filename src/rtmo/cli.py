@@ -109,6 +109,8 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
             resume=not args.no_resume,
             max_iters=args.max_iters,
+            checkpoint_interval=args.checkpoint_interval,
+            input_size=args.input_size,
         )
         summary = run_training(options)
     except ValueError as error:  # an option out of range (TrainOptions, RecipeSchedule name the field)
@@ -151,6 +153,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a last.pth")
     p.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations (smoke runs)")
+    p.add_argument(
+        "--checkpoint-interval", type=int, default=10, help="epochs between last.pth writes (default: %(default)s)"
+    )
+    p.add_argument("--input-size", type=int, default=None, help="training input side (default: the model's)")
     p.set_defaults(func=train)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KeypointLayout", "layout_for"]
+__all__ = ["KeypointLayout", "layout_for", "layout_from_dataset_meta"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,21 @@ def layout_for(num_keypoints: int) -> KeypointLayout:
     if num_keypoints in _LAYOUTS:
         return _LAYOUTS[num_keypoints]
     return KeypointLayout("custom", tuple(f"kpt_{i}" for i in range(num_keypoints)), ())
+
+
+def layout_from_dataset_meta(meta: object, num_keypoints: int) -> KeypointLayout:
+    """The layout a checkpoint's ``meta['dataset_meta']`` names (``keypoint_id2name``, ``skeleton_links``), as
+    ``rtmo train`` and MMPose write it; ``layout_for(num_keypoints)`` when it names none or another count."""
+    if not isinstance(meta, dict):
+        return layout_for(num_keypoints)
+    names = meta.get("keypoint_id2name")
+    if not isinstance(names, dict) or len(names) != num_keypoints:
+        return layout_for(num_keypoints)
+    try:
+        ordered = tuple(str(names[i]) for i in range(num_keypoints))
+        links = tuple((int(a), int(b)) for a, b in meta.get("skeleton_links") or ())
+    except (KeyError, TypeError, ValueError):
+        return layout_for(num_keypoints)
+    if any(not (0 <= i < num_keypoints) for link in links for i in link):
+        return layout_for(num_keypoints)
+    return KeypointLayout(str(meta.get("dataset_name", "custom")), ordered, links)

@@ -48,6 +48,7 @@ class TrainOptions:
     val_annotations: Path | None = None
     val_images: Path | None = None
     val_interval: int = 10
+    checkpoint_interval: int = 10  # epochs between last.pth writes (and the last epoch)
     keypoint_spec: Path | None = None
     lr: float = BASE_LR
     device: str = "cpu"
@@ -60,6 +61,10 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"TrainOptions.batch_size: got {self.batch_size}; accepted: an integer >= 1")
+        if self.checkpoint_interval < 1:
+            raise ValueError(
+                f"TrainOptions.checkpoint_interval: got {self.checkpoint_interval}; accepted: an integer >= 1"
+            )
         if self.val_interval < 1:
             raise ValueError(f"TrainOptions.val_interval: got {self.val_interval}; accepted: an integer >= 1")
         if not 0.0 <= self.flip_prob <= 1.0:
@@ -132,11 +137,12 @@ def validation_ap(model: RTMO, dataset_path: Path, images: Path) -> dict[str, fl
     return evaluate_results(annotations, results)
 
 
-def train(options: TrainOptions, *, log: TextIO = sys.stdout) -> dict:
-    """Run (or resume) a training; returns a summary (losses per iteration, validation APs, paths)."""
+def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
+    """Run (or resume) a training, logging to ``log`` (stdout by default); returns a summary (losses per
+    iteration, validation APs, paths)."""
 
     def say(message: str) -> None:
-        print(message, file=log, flush=True)
+        print(message, file=log or sys.stdout, flush=True)
 
     dataset = CocoKeypointDataset(options.annotations, options.images, keypoint_spec=options.keypoint_spec)
     keypoint_set = dataset.keypoint_set
@@ -211,19 +217,21 @@ def train(options: TrainOptions, *, log: TextIO = sys.stdout) -> dict:
                 history["val"].append(dict(epoch=epoch + 1, **stats))
                 say(f"validation AP {ap:.4f} (epoch {epoch + 1})")
         payload = _payload(ema, keypoint_set, epoch=epoch + 1, iteration=iteration)
+        checkpoint_epoch = (epoch + 1) % options.checkpoint_interval == 0 or last_epoch
         # without validation data the latest EMA weights are the best known ones
-        if options.val_annotations is None or (ap is not None and ap > best_ap):
+        if (options.val_annotations is None and checkpoint_epoch) or (ap is not None and ap > best_ap):
             best_ap = best_ap if ap is None else ap
             write_checkpoint(best_path, payload)
-        resume = dict(
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            ema_steps=ema.steps,
-            epoch=epoch + 1,
-            best_ap=best_ap,
-            history=history,
-        )
-        write_checkpoint(last_path, dict(payload, resume=resume))
+        if checkpoint_epoch:
+            resume = dict(
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                ema_steps=ema.steps,
+                epoch=epoch + 1,
+                best_ap=best_ap,
+                history=history,
+            )
+            write_checkpoint(last_path, dict(payload, resume=resume))
         if stopped:
             break
     return dict(history=history, last=last_path, best=best_path, best_ap=best_ap, schedule=schedule)
