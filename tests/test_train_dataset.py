@@ -138,6 +138,23 @@ def test_flip_mirrors_boxes_and_keypoints_and_swaps_sides():
     )
     flipped, moved = flip_horizontally(canvas, targets, np.array([0, 2, 1]))
     assert flipped[:, -8:].min() == 255 and flipped[:, :8].max() == 0
-    np.testing.assert_array_equal(moved["bboxes"], [[44.0, 2.0, 60.0, 30.0]])
+    np.testing.assert_array_equal(moved["bboxes"], [[43.0, 2.0, 59.0, 30.0]])
     np.testing.assert_array_equal(moved["keypoints"], [[[53.0, 5.0], [33.0, 7.0], [51.0, 6.0]]])
     np.testing.assert_array_equal(moved["keypoints_visible"], [[1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parity
+def test_flip_equals_mmposes_random_flip(mmpose_python, tmp_path):
+    """Given the draw that flips, our flip of a letterboxed photo and its people is MMPose's ``RandomFlip``."""
+    from mmpose_reference import run_reference
+
+    dataset = CocoKeypointDataset(ANNOTATIONS, PHOTOS)
+    canvas, targets = dataset.samples[2].letterboxed(416)
+    flip_indices = dataset.keypoint_set.flip_indices
+    np.savez(tmp_path / "in.npz", img=canvas, flip_indices=flip_indices, **targets)
+    run_reference(mmpose_python, "random-flip", "--batch", str(tmp_path / "in.npz"), "--out", str(tmp_path / "out.npz"))
+    ref = np.load(tmp_path / "out.npz")
+    flipped, moved = flip_horizontally(canvas, targets, flip_indices)
+    np.testing.assert_array_equal(flipped, ref["img"])
+    for key in ("bboxes", "keypoints", "keypoints_visible"):
+        np.testing.assert_allclose(moved[key], ref[key], rtol=0, atol=1e-4, err_msg=key)

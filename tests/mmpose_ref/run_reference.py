@@ -53,6 +53,11 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       the given one), stepped as its ParamSchedulerHook steps them; prints
       the lr of every iteration per group and the configured schedule.
 
+  random-flip --batch B.npz --out OUT.npz
+      MMPose's RandomFlip (horizontal, prob 1: the draw that flips) on
+      B.npz's img (H, W, 3) uint8, bboxes xyxy, keypoints, keypoints_visible
+      and flip_indices; OUT.npz holds the same keys after the flip.
+
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
@@ -1053,6 +1058,31 @@ def cmd_train_step(args):
     print(json.dumps(dict(loss=float(loss), terms={k: float(v) for k, v in log_vars.items()})))
 
 
+def cmd_random_flip(args):
+    from mmpose.datasets.transforms import RandomFlip
+
+    batch = dict(np.load(args.batch))
+    img = batch["img"]
+    results = dict(
+        img=img,
+        img_shape=img.shape[:2],
+        input_size=img.shape[:2][::-1],
+        bbox=batch["bboxes"].copy(),
+        keypoints=batch["keypoints"].copy(),
+        keypoints_visible=batch["keypoints_visible"].copy(),
+        flip_indices=[int(i) for i in batch["flip_indices"]],
+    )
+    results = RandomFlip(prob=1.0, direction="horizontal")(results)
+    np.savez(
+        args.out,
+        img=results["img"],
+        bboxes=results["bbox"],
+        keypoints=results["keypoints"],
+        keypoints_visible=results["keypoints_visible"],
+    )
+    print(json.dumps(dict(flip=bool(results["flip"]))))
+
+
 def cmd_lr_schedule(args):
     import mmpose.engine.schedulers  # noqa: F401  (registers QuadraticWarmupLR)
     from mmengine.config import Config
@@ -1159,6 +1189,9 @@ def main(argv=None):
     p.add_argument("--yoloxpose-switch", action="store_true")
     p.add_argument("--lr", type=float, default=0.004)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("random-flip")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("lr-schedule")
     model_args(p)
     p.add_argument("--epochs", type=int, required=True)
@@ -1180,6 +1213,7 @@ def main(argv=None):
             "bench": cmd_bench,
             "train-step": cmd_train_step,
             "lr-schedule": cmd_lr_schedule,
+            "random-flip": cmd_random_flip,
         },
     )[args.cmd](args)
 

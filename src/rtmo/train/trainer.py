@@ -78,11 +78,11 @@ class TrainOptions:
 def flip_horizontally(
     canvas: np.ndarray, targets: dict[str, np.ndarray], flip_indices: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Mirror an input and its targets: x → W − x for boxes, W − 1 − x for keypoints, left and right swapped
+    """Mirror an input and its targets: x → W − 1 − x for box corners and keypoints, left and right swapped
     (MMPose's ``RandomFlip``: ``flip_bbox`` and ``flip_keypoints``)."""
     width = canvas.shape[1]
     boxes = targets["bboxes"].copy()
-    boxes[:, [0, 2]] = width - targets["bboxes"][:, [2, 0]]
+    boxes[:, [0, 2]] = width - 1 - targets["bboxes"][:, [2, 0]]
     keypoints = targets["keypoints"][:, flip_indices].copy()
     keypoints[..., 0] = width - 1 - keypoints[..., 0]
     flipped = dict(
