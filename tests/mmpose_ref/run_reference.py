@@ -53,6 +53,12 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       the given one), stepped as its ParamSchedulerHook steps them; prints
       the lr of every iteration per group and the configured schedule.
 
+  bench-train --dataset ... --size ... --checkpoint X.pth --batch B.npz
+              [--iters N] [--warmup N] [--threads N]
+      Training iterations of MMPose's own code on train-step's batch file:
+      loss, parse_losses, OptimWrapper.update_params (backward, clip, AdamW),
+      ExpMomentumEMA update; prints images/s and the peak RSS.
+
   random-flip --batch B.npz --out OUT.npz
       MMPose's RandomFlip (horizontal, prob 1: the draw that flips) on
       B.npz's img (H, W, 3) uint8, bboxes xyxy, keypoints, keypoints_visible
@@ -1058,6 +1064,40 @@ def cmd_train_step(args):
     print(json.dumps(dict(loss=float(loss), terms={k: float(v) for k, v in log_vars.items()})))
 
 
+def cmd_bench_train(args):
+    import resource
+
+    from mmengine.optim import build_optim_wrapper
+    from mmpose.engine.hooks.ema_hook import ExpMomentumEMA
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args, args.checkpoint)
+    batch = dict(np.load(args.batch))
+    inputs = torch.from_numpy(batch["inputs"])
+    samples = _train_samples(batch, inputs.shape[0])
+    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(model.cfg.optim_wrapper))
+    ema = ExpMomentumEMA(model, momentum=0.0002, update_buffers=True)
+    model.train()
+    times = []
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        loss, _ = model.parse_losses(model.loss(inputs, samples))
+        optim_wrapper.update_params(loss)
+        ema.update_parameters(model)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    print(
+        json.dumps(
+            dict(
+                images_per_s=inputs.shape[0] * len(times) / sum(times),
+                median_step_s=float(np.median(times)),
+                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                threads=torch.get_num_threads(),
+            )
+        )
+    )
+
+
 def cmd_random_flip(args):
     from mmpose.datasets.transforms import RandomFlip
 
@@ -1189,6 +1229,13 @@ def main(argv=None):
     p.add_argument("--yoloxpose-switch", action="store_true")
     p.add_argument("--lr", type=float, default=0.004)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("bench-train")
+    model_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--batch", required=True)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("random-flip")
     p.add_argument("--batch", required=True)
     p.add_argument("--out", required=True)
@@ -1214,6 +1261,7 @@ def main(argv=None):
             "train-step": cmd_train_step,
             "lr-schedule": cmd_lr_schedule,
             "random-flip": cmd_random_flip,
+            "bench-train": cmd_bench_train,
         },
     )[args.cmd](args)
 
