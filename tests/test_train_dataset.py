@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rtmo.train.augment import apply_hsv, flip_horizontally
 from rtmo.train.checkpoints import adapt_keypoints, initial_model, reinitialised_layers
 from rtmo.train.dataset import CocoKeypointDataset, DatasetError
-from rtmo.train.trainer import flip_horizontally
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ANNOTATIONS = DATA / "coco_val2017_subset.json"
@@ -158,3 +158,25 @@ def test_flip_equals_mmposes_random_flip(mmpose_python, tmp_path):
     np.testing.assert_array_equal(flipped, ref["img"])
     for key in ("bboxes", "keypoints", "keypoints_visible"):
         np.testing.assert_allclose(moved[key], ref[key], rtol=0, atol=1e-4, err_msg=key)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("gains", [(3, -20, 25), (-5, 30, -30), (0, 0, 0)])
+def test_hsv_jitter_equals_mmposes_yolox_hsv_random_aug(mmpose_python, tmp_path, gains):
+    """Given the same gains, our HSV jitter is MMPose's ``YOLOXHSVRandomAug`` to the bit."""
+    from mmpose_reference import run_reference
+
+    canvas, _ = CocoKeypointDataset(ANNOTATIONS, PHOTOS).samples[2].letterboxed(416)
+    np.savez(tmp_path / "in.npz", img=canvas)
+    run_reference(
+        mmpose_python,
+        "hsv",
+        "--batch",
+        str(tmp_path / "in.npz"),
+        "--gains=" + ",".join(map(str, gains)),  # "=": a leading minus is not an option
+        "--out",
+        str(tmp_path / "out.npz"),
+    )
+    ours = apply_hsv(canvas, np.array(gains, np.int16))
+    np.testing.assert_array_equal(ours, np.load(tmp_path / "out.npz")["img"])
+    assert (gains == (0, 0, 0)) or not np.array_equal(ours, canvas)

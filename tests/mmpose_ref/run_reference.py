@@ -59,6 +59,10 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       loss, parse_losses, OptimWrapper.update_params (backward, clip, AdamW),
       ExpMomentumEMA update; prints images/s and the peak RSS.
 
+  hsv --batch B.npz --gains H,S,V --out OUT.npz
+      MMPose's YOLOXHSVRandomAug on B.npz's img with its random draw replaced
+      by the given gains; OUT.npz: img.
+
   random-flip --batch B.npz --out OUT.npz
       MMPose's RandomFlip (horizontal, prob 1: the draw that flips) on
       B.npz's img (H, W, 3) uint8, bboxes xyxy, keypoints, keypoints_visible
@@ -1098,6 +1102,18 @@ def cmd_bench_train(args):
     )
 
 
+def cmd_hsv(args):
+    from mmpose.datasets.transforms.common_transforms import YOLOXHSVRandomAug
+
+    img = np.load(args.batch)["img"].copy()
+    gains = np.array([int(v) for v in args.gains.split(",")], np.int16)
+    aug = YOLOXHSVRandomAug()
+    aug._get_hsv_gains = lambda: gains  # the same draw as ours
+    results = aug.transform(dict(img=img))
+    np.savez(args.out, img=results["img"])
+    print(json.dumps(dict(gains=gains.tolist())))
+
+
 def cmd_random_flip(args):
     from mmpose.datasets.transforms import RandomFlip
 
@@ -1236,6 +1252,10 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("hsv")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--gains", required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("random-flip")
     p.add_argument("--batch", required=True)
     p.add_argument("--out", required=True)
@@ -1261,6 +1281,7 @@ def main(argv=None):
             "train-step": cmd_train_step,
             "lr-schedule": cmd_lr_schedule,
             "random-flip": cmd_random_flip,
+            "hsv": cmd_hsv,
             "bench-train": cmd_bench_train,
         },
     )[args.cmd](args)

@@ -1,11 +1,12 @@
 """The training loop of ``rtmo train``: MMPose's RTMO recipe on one device.
 
-Per iteration: letterboxed batch (random horizontal flip with the flip pairs), ``RTMOCriterion`` at the current
-stage, backward, gradient clipping at 0.1, AdamW step with the scheduled lr, EMA update. The stage switches at the
-scaled epochs of the two mode-switch hooks. Validation scores the EMA model with the COCO evaluator.
+Per iteration: letterboxed batch (YOLOX HSV jitter, random horizontal flip with the flip pairs),
+``RTMOCriterion`` at the current stage, backward, gradient clipping at 0.1, AdamW step with the scheduled lr, EMA
+update. The stage switches at the scaled epochs of the two mode-switch hooks. Validation scores the EMA model with
+the COCO evaluator.
 
-Not (yet) in the loop, unlike MMPose's stage 1: Mosaic, random affine, MixUp, HSV and the batch-synchronised
-random resize; every stage trains on the serving letterbox at the model's input size.
+Not (yet) in the loop, unlike MMPose's stage 1: Mosaic, random affine, MixUp and the batch-synchronised
+random resize; every stage trains on the serving letterbox at one input size (``--input-size``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from rtmo.checkpoint import numpy_safe_globals
 from rtmo.model import RTMO
+from rtmo.train.augment import apply_hsv, flip_horizontally, hsv_gains
 from rtmo.train.checkpoints import initial_model, reinitialised_layers, write_checkpoint
 from rtmo.train.criterion import LOSS_TERMS, RTMOCriterion, Stage
 from rtmo.train.dataset import CocoKeypointDataset, KeypointSet, Sample
@@ -75,28 +77,13 @@ class TrainOptions:
             raise ValueError("TrainOptions.val_annotations / val_images: give both or neither")
 
 
-def flip_horizontally(
-    canvas: np.ndarray, targets: dict[str, np.ndarray], flip_indices: np.ndarray
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Mirror an input and its targets: x → W − 1 − x for box corners and keypoints, left and right swapped
-    (MMPose's ``RandomFlip``: ``flip_bbox`` and ``flip_keypoints``)."""
-    width = canvas.shape[1]
-    boxes = targets["bboxes"].copy()
-    boxes[:, [0, 2]] = width - 1 - targets["bboxes"][:, [2, 0]]
-    keypoints = targets["keypoints"][:, flip_indices].copy()
-    keypoints[..., 0] = width - 1 - keypoints[..., 0]
-    flipped = dict(
-        targets, bboxes=boxes, keypoints=keypoints, keypoints_visible=targets["keypoints_visible"][:, flip_indices]
-    )
-    return np.ascontiguousarray(canvas[:, ::-1]), flipped
-
-
 def make_batch(
     samples: list[Sample], size: int, keypoint_set: KeypointSet, rng: np.random.Generator, *, flip_prob: float
 ) -> tuple[torch.Tensor, list[ImageTargets]]:
     canvases, targets = [], []
     for sample in samples:
         canvas, arrays = sample.letterboxed(size)
+        canvas = apply_hsv(canvas, hsv_gains(rng))
         if rng.random() < flip_prob:
             canvas, arrays = flip_horizontally(canvas, arrays, keypoint_set.flip_indices)
         canvases.append(canvas)
