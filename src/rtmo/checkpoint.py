@@ -20,6 +20,7 @@ from rtmo.checkpoint_pickle import Placeholder, placeholders, safe_torch_load
 from rtmo.checkpoint_weights import CHECKPOINT_WEIGHTS, DEFAULT_CHECKPOINT_WEIGHTS, CheckpointWeights
 from rtmo.config import CSPConfig, RTMOConfig
 from rtmo.errors import CheckpointError
+from rtmo.keypoints import layout_from_dataset_meta
 from rtmo.model import RTMO
 from rtmo.zoo import PRETRAINED_BACKBONES, checkpoint_sha256, download, resolve_checkpoint
 
@@ -202,7 +203,7 @@ def load_checkpoint(
     if text.startswith(RANDOM_PREFIX):
         return _random_model(text, input_size=input_size, seed=seed)
     path = resolve_checkpoint(source)
-    state, _meta = read_state_dict(path, checkpoint_weights=checkpoint_weights)
+    state, meta = read_state_dict(path, checkpoint_weights=checkpoint_weights)
     config = infer_config(state)
     if input_size is not None:
         config = RTMOConfig(
@@ -215,6 +216,8 @@ def load_checkpoint(
     _load_strict(model, state, origin=str(path))
     model.checkpoint_sha256 = checkpoint_sha256(path)  # type: ignore[assignment]
     model.checkpoint_name = os.fspath(source)  # type: ignore[assignment]
+    # keypoint names and skeleton of the checkpoint's own dataset (custom keypoint sets from `rtmo train`)
+    model.keypoint_layout = layout_from_dataset_meta(meta.get("dataset_meta"), config.num_keypoints)  # type: ignore[assignment]
     return model.eval()
 
 

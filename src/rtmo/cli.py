@@ -1,5 +1,6 @@
 """``rtmo`` console script: ``rtmo serve`` starts the CPU Triton server on the RTMO ensemble; ``rtmo supervise``
-runs any tritonserver command (the GPU image's) with the same self-healing of crashed Python stubs."""
+runs any tritonserver command (the GPU image's) with the same self-healing of crashed Python stubs; ``rtmo train``
+fine-tunes RTMO on a COCO-format keypoint dataset (``rtmo.train``)."""
 
 from __future__ import annotations
 
@@ -178,6 +179,78 @@ _EXAMPLE = """\
   PY"""
 
 
+def train(args: argparse.Namespace) -> int:
+    from rtmo.train.trainer import TrainOptions
+    from rtmo.train.trainer import train as run_training
+
+    try:
+        options = TrainOptions(
+            annotations=args.annotations,
+            images=args.images,
+            out_dir=args.out,
+            source=args.source,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            val_annotations=args.val_annotations,
+            val_images=args.val_images,
+            val_interval=args.val_interval,
+            keypoint_spec=args.keypoint_spec,
+            lr=args.lr,
+            device=args.device,
+            seed=args.seed,
+            resume=not args.no_resume,
+            max_iters=args.max_iters,
+            checkpoint_interval=args.checkpoint_interval,
+            input_size=args.input_size,
+        )
+        summary = run_training(options)
+    except ValueError as error:  # an option out of range (TrainOptions, RecipeSchedule name the field)
+        raise RTMOError(str(error)) from error
+    print(
+        f"best {summary['best']} (validation AP {summary['best_ap']:.4f})"
+        if summary["best_ap"] >= 0
+        else f"best {summary['best']} (no validation AP: the latest EMA weights)"
+    )
+    print(f"serve it: rtmo serve --checkpoint {summary['best']}")
+    return 0
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune RTMO on a COCO-format keypoint dataset, as MMPose trains it")
+    p.add_argument("--annotations", type=Path, required=True, help="COCO keypoint JSON of the training images")
+    p.add_argument("--images", type=Path, required=True, help="folder of the training images")
+    p.add_argument("--val-annotations", type=Path, default=None, help="COCO keypoint JSON for validation AP")
+    p.add_argument("--val-images", type=Path, default=None)
+    p.add_argument("--val-interval", type=int, default=10, help="validate every N epochs (default: %(default)s)")
+    p.add_argument(
+        "--keypoint-spec",
+        type=Path,
+        default=None,
+        help="JSON with 'sigmas' and 'flip_pairs' (needed unless 17 COCO keypoints)",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="random:tiny",
+        help="zoo name, checkpoint path or random:<size> to start from (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=600, help="the recipe's schedule is scaled to it (default: %(default)s)"
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.004, help="base learning rate (default: %(default)s, MMPose's)")
+    p.add_argument("--out", type=Path, required=True, help="receives last.pth and best.pth")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a last.pth")
+    p.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations (smoke runs)")
+    p.add_argument(
+        "--checkpoint-interval", type=int, default=10, help="epochs between last.pth writes (default: %(default)s)"
+    )
+    p.add_argument("--input-size", type=int, default=None, help="training input side (default: the model's)")
+    p.set_defaults(func=train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtmo", description="RTMO pose estimation on Triton")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--startup-timeout-s", type=float, default=600.0, help="readiness deadline (default: %(default)s)")
     s.add_argument("server_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     s.set_defaults(func=supervise)
+    add_train_parser(sub)
     return parser
 
 

@@ -16,9 +16,21 @@ from rtmo.config import RTMOConfig
 from rtmo.keypoints import COCO_SIGMAS, CROWDPOSE_SIGMAS, layout_for
 from rtmo.layers import YOLO_BN, ConvModule
 
-__all__ = ["DCC", "GAUEncoder", "HeadOutputs", "RTMOHead", "RTMOHeadModule", "COCO_SIGMAS", "CROWDPOSE_SIGMAS"]
+__all__ = [
+    "DCC",
+    "GAUEncoder",
+    "HeadOutputs",
+    "TrainHeadOutputs",
+    "RTMOHead",
+    "RTMOHeadModule",
+    "COCO_SIGMAS",
+    "CROWDPOSE_SIGMAS",
+]
 
 HeadOutputs = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+TrainHeadOutputs = tuple[
+    list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]
+]
 
 
 class RTMOHeadModule(nn.Module):
@@ -56,16 +68,27 @@ class RTMOHeadModule(nn.Module):
             nn.init.constant_(conv.bias, prior_logit)
 
     def forward(self, feats: list[torch.Tensor]) -> HeadOutputs:
-        cls_scores, bbox_preds, kpt_vis, pose_feats = [], [], [], []
+        outputs = self._levels(feats, with_offsets=False)
+        return outputs[0], outputs[1], outputs[3], outputs[4]
+
+    def forward_train(self, feats: list[torch.Tensor]) -> TrainHeadOutputs:
+        """``(cls_scores, bbox_preds, kpt_offsets, kpt_vis, pose_feats)``: also the keypoint offsets that training
+        uses as proxy poses for the assignment (MMPose's ``RTMOHeadModule.forward`` in train mode)."""
+        return self._levels(feats, with_offsets=True)
+
+    def _levels(self, feats: list[torch.Tensor], *, with_offsets: bool) -> TrainHeadOutputs:
+        cls_scores, bbox_preds, kpt_offsets, kpt_vis, pose_feats = [], [], [], [], []
         for i, x in enumerate(feats):
             cls_feat, reg_feat = x.split(x.size(1) // 2, dim=1)
             cls_feat = self.conv_cls[i](cls_feat)
             reg_feat = self.conv_pose[i](reg_feat)
             cls_scores.append(self.out_cls[i](cls_feat))
             bbox_preds.append(self.out_bbox[i](reg_feat))
+            if with_offsets:
+                kpt_offsets.append(self.out_kpt_reg[i](reg_feat))
             kpt_vis.append(self.out_kpt_vis[i](reg_feat))
             pose_feats.append(self.out_pose[i](reg_feat))
-        return cls_scores, bbox_preds, kpt_vis, pose_feats
+        return cls_scores, bbox_preds, kpt_offsets, kpt_vis, pose_feats
 
 
 class ScaleNorm(nn.Module):
@@ -181,10 +204,48 @@ class DCC(nn.Module):
         y = (y_prob * (y_pos + center[:, 1:2]).unsqueeze(1)).sum(-1)
         return torch.stack((x, y), dim=-1)
 
+    def forward_train(
+        self, pose_vecs: torch.Tensor, bbox_cs: torch.Tensor, priors: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """MMPose's ``DCC.forward_train``: keypoints (N, K, 2), the 1-D heatmaps ((N, K, Bx), (N, K, By)) and the
+        learned per-keypoint spreads (N, K), for boxes given as centre and padded size ``bbox_cs`` (N, 4)."""
+        sigmas = self.sigma_fc(pose_vecs)
+        center, scale = bbox_cs.split(2, dim=-1)
+        x_pos = self.x_bins[None] * scale[:, 0:1]
+        y_pos = self.y_bins[None] * scale[:, 1:2]
+        rel = center - priors
+        x_enc = self.x_fc(self._encode(x_pos + rel[:, 0:1]))
+        y_enc = self.y_fc(self._encode(y_pos + rel[:, 1:2]))
+        feats = self.pose_to_kpts(pose_vecs).reshape(-1, self.num_keypoints, self.feat_channels)
+        feats = self.gau(feats, self.pos_enc)
+        # the max is detached as MMPose detaches it: same values, and the same gradient rounding
+        x_prob = _stable_softmax(torch.matmul(feats, x_enc.transpose(-1, -2)), detach_max=True)
+        y_prob = _stable_softmax(torch.matmul(feats, y_enc.transpose(-1, -2)), detach_max=True)
+        x = (x_prob * (x_pos + center[:, 0:1]).unsqueeze(1)).sum(-1)
+        y = (y_prob * (y_pos + center[:, 1:2]).unsqueeze(1)).sum(-1)
+        return torch.stack((x, y), dim=-1), (x_prob, y_prob), sigmas
 
-def _stable_softmax(logits: torch.Tensor) -> torch.Tensor:
+    def target_heatmaps(
+        self, keypoints: torch.Tensor, bbox_cs: torch.Tensor, sigmas: torch.Tensor, areas: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Laplacian target heatmaps over the bins for target keypoints (N, K, 2), normalised by the instance
+        size and the predicted spreads (MMPose's ``DCC.generate_target_heatmap``)."""
+        center, scale = bbox_cs.split(2, dim=-1)
+        x_bins = self.x_bins[None] * scale[:, 0:1] + center[:, 0:1]
+        y_bins = self.y_bins[None] * scale[:, 1:2] + center[:, 1:2]
+        dist_x = torch.abs(keypoints.narrow(2, 0, 1) - x_bins.unsqueeze(1))
+        dist_y = torch.abs(keypoints.narrow(2, 1, 1) - y_bins.unsqueeze(1))
+        size = areas.pow(0.5).clip(min=1).reshape(-1, 1, 1)
+        sigmas = sigmas.clip(min=1e-3).unsqueeze(2)
+        dist_x = dist_x / size / sigmas
+        dist_y = dist_y / size / sigmas
+        return torch.exp(-dist_x / 2) / sigmas, torch.exp(-dist_y / 2) / sigmas
+
+
+def _stable_softmax(logits: torch.Tensor, *, detach_max: bool = False) -> torch.Tensor:
     logits = logits.clamp(-5e4, 5e4)
-    exp = (logits - logits.max(dim=-1, keepdim=True).values).exp()
+    peak = logits.max(dim=-1, keepdim=True).values
+    exp = (logits - (peak.detach() if detach_max else peak)).exp()
     return exp / (exp.sum(dim=-1, keepdim=True) + 1e-8)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["COCO_SIGMAS", "CROWDPOSE_SIGMAS", "KeypointLayout", "layout_for"]
+__all__ = ["COCO_SIGMAS", "CROWDPOSE_SIGMAS", "KeypointLayout", "layout_for", "layout_from_dataset_meta"]
 
 # OKS sigmas per keypoint (MMPose stores them in ``head.loss_oks.sigmas``); 0.05 for a dataset we do not know.
 COCO_SIGMAS = (
@@ -116,3 +116,28 @@ def layout_for(num_keypoints: int) -> KeypointLayout:
         return _LAYOUTS[num_keypoints]
     names = tuple(f"kpt_{i}" for i in range(num_keypoints))
     return KeypointLayout("custom", names, (), (_DEFAULT_SIGMA,) * num_keypoints)
+
+
+def layout_from_dataset_meta(meta: object, num_keypoints: int) -> KeypointLayout:
+    """The layout a checkpoint's ``meta['dataset_meta']`` names (``keypoint_id2name``, ``skeleton_links``), as
+    ``rtmo train`` and MMPose write it; ``layout_for(num_keypoints)`` when it names none or another count."""
+    if not isinstance(meta, dict):
+        return layout_for(num_keypoints)
+    names = meta.get("keypoint_id2name")
+    if not isinstance(names, dict) or len(names) != num_keypoints:
+        return layout_for(num_keypoints)
+    try:
+        ordered = tuple(str(names[i]) for i in range(num_keypoints))
+        links = tuple((int(a), int(b)) for a, b in meta.get("skeleton_links") or ())
+    except (KeyError, TypeError, ValueError):
+        return layout_for(num_keypoints)
+    if any(not (0 <= i < num_keypoints) for link in links for i in link):
+        return layout_for(num_keypoints)
+    sigmas = meta.get("sigmas")
+    try:
+        own = tuple(float(v) for v in sigmas) if sigmas is not None else ()
+    except (TypeError, ValueError):
+        own = ()
+    if len(own) != num_keypoints:  # not recorded (or not usable): the known dataset's, else the default
+        own = layout_for(num_keypoints).sigmas
+    return KeypointLayout(str(meta.get("dataset_name", "custom")), ordered, links, own)

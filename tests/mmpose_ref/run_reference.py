@@ -43,12 +43,47 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       results ([x, y, score] triplets, person score); P.npz: predict's output,
       images matched to annotation file names.
 
+  train-step --dataset ... --size ... --checkpoint X.pth --batch B.npz --out OUT.npz
+             [--float64] [--rtmo-switch] [--yoloxpose-switch] [--lr LR]
+      One training iteration of MMPose's own code on a prepared batch (B.npz:
+      inputs (B, 3, H, W) BGR 0-255 and img{i}_{bboxes,labels,keypoints,
+      keypoints_visible,areas}, augmentation already applied): the model in
+      train mode, BottomupPoseEstimator.loss, parse_losses, backward; then
+      the config's optim wrapper (paramwise AdamW, grad clip) steps once at
+      --lr and the config's EMA (ExpMomentumEMA, update_buffers) updates
+      twice (before and after the step). --rtmo-switch / --yoloxpose-switch
+      set what RTMOModeSwitchHook / YOLOXPoseModeSwitchHook set. OUT.npz:
+      img{i}_gt_inds / img{i}_max_overlaps (the assigner's result),
+      loss_<term>, grad/<param>, param_groups (JSON), step/<param>, ema/<key>.
+
+  lr-schedule --dataset ... --size ... --epochs E --iters-per-epoch N
+              [--base-lrs LR,LR] [--schedule JSON]
+      MMEngine's own schedulers built from the config's param_scheduler (or
+      the given one), stepped as its ParamSchedulerHook steps them; prints
+      the lr of every iteration per group and the configured schedule.
+
+  bench-train --dataset ... --size ... --checkpoint X.pth --batch B.npz
+              [--iters N] [--warmup N] [--threads N]
+      Training iterations of MMPose's own code on train-step's batch file:
+      loss, parse_losses, OptimWrapper.update_params (backward, clip, AdamW),
+      ExpMomentumEMA update; prints images/s and the peak RSS.
+
+  hsv --batch B.npz --gains H,S,V --out OUT.npz
+      MMPose's YOLOXHSVRandomAug on B.npz's img with its random draw replaced
+      by the given gains; OUT.npz: img.
+
+  random-flip --batch B.npz --out OUT.npz
+      MMPose's RandomFlip (horizontal, prob 1: the draw that flips) on
+      B.npz's img (H, W, 3) uint8, bboxes xyxy, keypoints, keypoints_visible
+      and flip_indices; OUT.npz holds the same keys after the flip.
+
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
 """
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -1049,6 +1084,206 @@ def cmd_coco_metric(args):
 
 
 # --------------------------------------------------------------------------
+# train-step / lr-schedule
+# --------------------------------------------------------------------------
+def _train_samples(batch, num_images):
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+
+    samples = []
+    height, width = batch["inputs"].shape[2:]
+    for i in range(num_images):
+        labels = InstanceData()
+        labels.bboxes = torch.from_numpy(batch[f"img{i}_bboxes"])
+        labels.labels = torch.from_numpy(batch[f"img{i}_labels"]).long()
+        labels.keypoints = torch.from_numpy(batch[f"img{i}_keypoints"])
+        labels.keypoints_visible = torch.from_numpy(batch[f"img{i}_keypoints_visible"])
+        labels.areas = torch.from_numpy(batch[f"img{i}_areas"])
+        sample = PoseDataSample(metainfo=dict(input_size=(width, height), img_shape=(height, width)))
+        sample.gt_instance_labels = labels
+        samples.append(sample)
+    return samples
+
+
+def cmd_train_step(args):
+    from mmengine.optim import build_optim_wrapper
+    from mmpose.engine.hooks.ema_hook import ExpMomentumEMA
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args, args.checkpoint)
+    dtype = torch.float64 if args.float64 else torch.float32
+    model.to(dtype)
+    head = model.head
+    if args.rtmo_switch:  # RTMOModeSwitchHook's epoch_attributes
+        head.proxy_target_cc = True
+        head.loss_mle.loss_weight = 5.0
+        head.loss_oks.loss_weight = 10.0
+    if args.yoloxpose_switch:  # YOLOXPoseModeSwitchHook: aux loss on
+        head.use_aux_loss = True
+    assignments = []
+    assign = head.assigner.assign
+
+    def recording_assign(*a, **kw):
+        result = assign(*a, **kw)
+        assignments.append(result)
+        return result
+
+    head.assigner.assign = recording_assign
+    batch = dict(np.load(args.batch))
+    inputs = torch.from_numpy(batch["inputs"]).to(dtype)
+    samples = _train_samples(batch, inputs.shape[0])
+    for sample in samples:
+        for key in ("bboxes", "keypoints", "keypoints_visible", "areas"):
+            sample.gt_instance_labels.set_field(getattr(sample.gt_instance_labels, key).to(dtype), key)
+
+    cfg = model.cfg
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    optim_cfg.optimizer.lr = args.lr
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    ema_cfg = next(h for h in cfg.custom_hooks if h["type"] == "EMAHook")
+    ema = ExpMomentumEMA(model, momentum=ema_cfg["momentum"], update_buffers=ema_cfg["update_buffers"])
+    ema.update_parameters(model)  # EMAHook's first after_train_iter copies; a real update needs steps >= 1
+
+    model.train()
+    losses = model.loss(inputs, samples)
+    loss, log_vars = model.parse_losses(losses)
+    loss.backward()
+    out = {"loss": loss.detach().numpy()}
+    for key, value in log_vars.items():
+        if key.startswith("loss_"):
+            out[key] = value.detach().numpy()
+    for i, result in enumerate(assignments):
+        out[f"img{i}_gt_inds"] = result["gt_inds"].numpy()
+        out[f"img{i}_max_overlaps"] = result["max_overlaps"].numpy()
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            out[f"grad/{name}"] = param.grad.detach().numpy().copy()
+    index = {id(p): name for name, p in model.named_parameters()}
+    groups = [
+        dict(params=[index[id(p)] for p in g["params"]], lr=g["lr"], weight_decay=g["weight_decay"])
+        for g in optim_wrapper.optimizer.param_groups
+    ]
+    out["param_groups"] = np.array(json.dumps(groups))
+    optim_wrapper.step()
+    for name, param in model.named_parameters():
+        out[f"step/{name}"] = param.detach().numpy().copy()
+    ema.update_parameters(model)
+    for key, value in ema.module.state_dict().items():
+        out[f"ema/{key}"] = value.detach().numpy().copy()
+    np.savez(args.out, **out)
+    print(json.dumps(dict(loss=float(loss), terms={k: float(v) for k, v in log_vars.items()})))
+
+
+def cmd_bench_train(args):
+    import resource
+
+    from mmengine.optim import build_optim_wrapper
+    from mmpose.engine.hooks.ema_hook import ExpMomentumEMA
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args, args.checkpoint)
+    batch = dict(np.load(args.batch))
+    inputs = torch.from_numpy(batch["inputs"])
+    samples = _train_samples(batch, inputs.shape[0])
+    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(model.cfg.optim_wrapper))
+    ema = ExpMomentumEMA(model, momentum=0.0002, update_buffers=True)
+    model.train()
+    times = []
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        loss, _ = model.parse_losses(model.loss(inputs, samples))
+        optim_wrapper.update_params(loss)
+        ema.update_parameters(model)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    print(
+        json.dumps(
+            dict(
+                images_per_s=inputs.shape[0] * len(times) / sum(times),
+                median_step_s=float(np.median(times)),
+                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                threads=torch.get_num_threads(),
+            )
+        )
+    )
+
+
+def cmd_hsv(args):
+    from mmpose.datasets.transforms.common_transforms import YOLOXHSVRandomAug
+
+    img = np.load(args.batch)["img"].copy()
+    gains = np.array([int(v) for v in args.gains.split(",")], np.int16)
+    aug = YOLOXHSVRandomAug()
+    aug._get_hsv_gains = lambda: gains  # the same draw as ours
+    results = aug.transform(dict(img=img))
+    np.savez(args.out, img=results["img"])
+    print(json.dumps(dict(gains=gains.tolist())))
+
+
+def cmd_random_flip(args):
+    from mmpose.datasets.transforms import RandomFlip
+
+    batch = dict(np.load(args.batch))
+    img = batch["img"]
+    results = dict(
+        img=img,
+        img_shape=img.shape[:2],
+        input_size=img.shape[:2][::-1],
+        bbox=batch["bboxes"].copy(),
+        keypoints=batch["keypoints"].copy(),
+        keypoints_visible=batch["keypoints_visible"].copy(),
+        flip_indices=[int(i) for i in batch["flip_indices"]],
+    )
+    results = RandomFlip(prob=1.0, direction="horizontal")(results)
+    np.savez(
+        args.out,
+        img=results["img"],
+        bboxes=results["bbox"],
+        keypoints=results["keypoints"],
+        keypoints_visible=results["keypoints_visible"],
+    )
+    print(json.dumps(dict(flip=bool(results["flip"]))))
+
+
+def cmd_lr_schedule(args):
+    import mmpose.engine.schedulers  # noqa: F401  (registers QuadraticWarmupLR)
+    from mmengine.config import Config
+    from mmpose.registry import PARAM_SCHEDULERS  # MMPose's registry also finds MMEngine's schedulers
+
+    cfg = Config.fromfile(getattr(args, "config", None) or config_path(args.dataset, args.size))
+    configured = [dict(sc) for sc in cfg.param_scheduler]
+    chosen = json.loads(args.schedule) if args.schedule else configured
+    base_lrs = [float(v) for v in args.base_lrs.split(",")]
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in base_lrs]
+    optimizer = torch.optim.AdamW([dict(params=[p], lr=lr) for p, lr in zip(params, base_lrs)])
+    schedulers = []
+    for sc in copy.deepcopy(chosen):
+        kind = sc.pop("type")
+        by_epoch = sc.pop("by_epoch", True)
+        convert = sc.pop("convert_to_iter_based", False)
+        cls = PARAM_SCHEDULERS.get(kind)
+        if by_epoch and convert:
+            schedulers.append(cls.build_iter_from_epoch(optimizer, epoch_length=args.iters_per_epoch, **sc))
+        else:
+            schedulers.append(cls(optimizer, by_epoch=by_epoch, **sc))
+    lrs = [[] for _ in base_lrs]
+    for _epoch in range(
+        args.epochs
+    ):  # ParamSchedulerHook: iter-based after each iteration, epoch-based after each epoch
+        for _ in range(args.iters_per_epoch):
+            for i, group in enumerate(optimizer.param_groups):
+                lrs[i].append(group["lr"])
+            optimizer.step()
+            for s in schedulers:
+                if not s.by_epoch:
+                    s.step()
+        for s in schedulers:
+            if s.by_epoch:
+                s.step()
+    print(json.dumps(dict(lrs=lrs, configured=configured, max_epochs=cfg.train_cfg.max_epochs)))
+
+
+# --------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1112,6 +1347,36 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p = sub.add_parser("train-step")
+    model_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--float64", action="store_true")
+    p.add_argument("--rtmo-switch", action="store_true")
+    p.add_argument("--yoloxpose-switch", action="store_true")
+    p.add_argument("--lr", type=float, default=0.004)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("bench-train")
+    model_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--batch", required=True)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("hsv")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--gains", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("random-flip")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("lr-schedule")
+    model_args(p)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--iters-per-epoch", type=int, required=True)
+    p.add_argument("--base-lrs", default="0.004", help="comma-separated base lr of each parameter group")
+    p.add_argument("--schedule", default=None, help="param_scheduler as JSON (default: the config's)")
     p = sub.add_parser("coco-metric")
     p.add_argument("--annotations", required=True)
     p.add_argument("--predictions", required=True)
@@ -1126,6 +1391,11 @@ def main(argv=None):
             "make-runner-checkpoint": cmd_make_runner_checkpoint,
             "predict": cmd_predict,
             "bench": cmd_bench,
+            "train-step": cmd_train_step,
+            "lr-schedule": cmd_lr_schedule,
+            "random-flip": cmd_random_flip,
+            "hsv": cmd_hsv,
+            "bench-train": cmd_bench_train,
         },
     )[args.cmd](args)
 

@@ -154,7 +154,7 @@ def export_onnx(
         onnx.save(graph, str(onnx_path))
 
         export_keypoint_decoder(model, tmp / KEYPOINTS_ONNX, opset=opset)
-        layout = layout_for(j)
+        layout = getattr(model, "keypoint_layout", None) or layout_for(j)
         metadata = {
             "format": "rtmo-export/1",
             "size": config.backbone_config.size,
