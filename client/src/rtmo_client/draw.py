@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from rtmo_client._optional import require_cv2
-from rtmo_client.results import PoseResult
+from rtmo_client.results import Person, PoseResult
 
 __all__ = ["draw"]
 
@@ -45,31 +46,65 @@ def draw(
         ValueError: ``image`` is not ``uint8`` ``(H, W, 3)``.
     """
     cv2 = require_cv2("drawing")
+    canvas = checked_canvas(image)
+    thickness = line_thickness(canvas)
+    for person in result.people:
+        draw_person(
+            cv2,
+            canvas,
+            person,
+            skeleton=skeleton,
+            keypoint_threshold=keypoint_threshold,
+            thickness=thickness,
+            colors=(_LIMB_COLOR, _POINT_COLOR, _BOX_COLOR if boxes else None),
+            label=f"{person.score:.2f}" if scores else None,
+        )
+    return canvas
+
+
+# -- shared with rtmo_client.draw_tracks --------------------------------------------------------------------------
+
+Color = tuple[int, int, int]
+
+
+def checked_canvas(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A contiguous copy of ``image`` to draw on; ``ValueError`` unless it is ``uint8`` ``(H, W, 3)``."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image: dtype {image.dtype}, shape {tuple(image.shape)}; accepted: uint8 (H, W, 3)")
-    canvas = np.ascontiguousarray(image).copy()
-    thickness = max(1, round(max(canvas.shape[:2]) / 400))
-    for person in result.people:
-        points = [(round(float(x)), round(float(y))) for x, y in person.keypoints]
-        visible = [float(score) >= keypoint_threshold for score in person.keypoint_scores]
-        for a, b in skeleton:
-            if a < len(points) and b < len(points) and visible[a] and visible[b]:
-                cv2.line(canvas, points[a], points[b], _LIMB_COLOR, thickness, cv2.LINE_AA)
-        for point, shown in zip(points, visible):
-            if shown:
-                cv2.circle(canvas, point, thickness + 2, _POINT_COLOR, -1, cv2.LINE_AA)
-        x1, y1, x2, y2 = (round(v) for v in person.box)
-        if boxes:
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), _BOX_COLOR, thickness)
-        if scores:
-            cv2.putText(
-                canvas,
-                f"{person.score:.2f}",
-                (x1, max(12, y1 - 4)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4 * thickness + 0.1,
-                _BOX_COLOR,
-                thickness,
-                cv2.LINE_AA,
-            )
-    return canvas
+    return np.ascontiguousarray(image).copy()
+
+
+def line_thickness(canvas: npt.NDArray[np.uint8]) -> int:
+    return max(1, round(max(canvas.shape[:2]) / 400))
+
+
+def draw_person(
+    cv2: Any,
+    canvas: npt.NDArray[np.uint8],
+    person: Person,
+    *,
+    skeleton: Sequence[tuple[int, int]],
+    keypoint_threshold: float,
+    thickness: int,
+    colors: tuple[Color, Color, Color | None],
+    label: str | None,
+) -> None:
+    """One person's limbs, keypoints, box (``colors``: limb, point, box or None for no box) and ``label`` above it."""
+    limb_color, point_color, box_color = colors
+    points = [(round(float(x)), round(float(y))) for x, y in person.keypoints]
+    visible = [float(score) >= keypoint_threshold for score in person.keypoint_scores]
+    for a, b in skeleton:
+        if a < len(points) and b < len(points) and visible[a] and visible[b]:
+            cv2.line(canvas, points[a], points[b], limb_color, thickness, cv2.LINE_AA)
+    for point, shown in zip(points, visible):
+        if shown:
+            cv2.circle(canvas, point, thickness + 2, point_color, -1, cv2.LINE_AA)
+    x1, y1, x2, y2 = (round(v) for v in person.box)
+    if box_color is not None:
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), box_color, thickness)
+    if label is not None:
+        color = box_color if box_color is not None else point_color
+        scale = 0.4 * thickness + 0.1
+        cv2.putText(
+            canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA
+        )

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rtmo_client._optional import require_cv2
+from rtmo_client.draw import checked_canvas, draw_person, line_thickness
 from rtmo_client.tracking import TrackedResult
 
 __all__ = ["draw_tracks", "track_color"]
@@ -40,31 +41,19 @@ def draw_tracks(
         ValueError: ``image`` is not ``uint8`` ``(H, W, 3)``.
     """
     cv2 = require_cv2("drawing")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image: dtype {image.dtype}, shape {tuple(image.shape)}; accepted: uint8 (H, W, 3)")
-    canvas = np.ascontiguousarray(image).copy()
-    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    canvas = checked_canvas(image)
+    thickness = line_thickness(canvas)
     for person in result.people:
         color = track_color(person.track_id)
-        points = [(round(float(x)), round(float(y))) for x, y in person.keypoints]
-        visible = [float(score) >= keypoint_threshold for score in person.keypoint_scores]
-        for a, b in skeleton:
-            if a < len(points) and b < len(points) and visible[a] and visible[b]:
-                cv2.line(canvas, points[a], points[b], color, thickness, cv2.LINE_AA)
-        for point, shown in zip(points, visible):
-            if shown:
-                cv2.circle(canvas, point, thickness + 1, color, -1, cv2.LINE_AA)
-        x1, y1, x2, y2 = (round(v) for v in person.box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        if person.track_id is not None:
-            cv2.putText(
-                canvas,
-                f"#{person.track_id}",
-                (x1, max(12, y1 - 4)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.5 * thickness + 0.1,
-                color,
-                thickness,
-                cv2.LINE_AA,
-            )
+        label = f"#{person.track_id}" if person.track_id is not None else None
+        draw_person(
+            cv2,
+            canvas,
+            person,
+            skeleton=skeleton,
+            keypoint_threshold=keypoint_threshold,
+            thickness=thickness,
+            colors=(color, color, color),
+            label=label,
+        )
     return canvas
