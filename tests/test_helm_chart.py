@@ -437,5 +437,5 @@ def test_engine_build_for_cpu_fills_the_repository_from_a_folder_of_the_plan_cac
     repository = tmp_path / "models" / "repository"
     assert (repository / "engine" / "configs" / "cpu.pbtxt").is_file()
     (folder,) = (tmp_path / "cache").iterdir()
-    assert folder.name == plan_cache_key("cpu:random:tiny")
+    assert folder.name == plan_cache_key("cpu:random:tiny:ema")  # target, checkpoint, weights (RTMO_CHECKPOINT_WEIGHTS)
     assert json.loads((folder / "export" / "metadata.json").read_text())["top_k"] == 32

@@ -25,6 +25,8 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
+# 0.01 px of the network input: the served decoder (ONNX Runtime) and RTMO.predict's (PyTorch, thread count of the
+# machine) round differently in float32; mapped to image pixels the bound grows with the letterbox's scale.
 KEYPOINT_ATOL_PX = 0.01
 
 
@@ -87,8 +89,10 @@ def infer(client: object, images: list[bytes], **parameters: object) -> object:
 def assert_row_equals(result: object, row: int, expected: object) -> None:
     n = int(result.as_numpy("num_people")[row, 0])
     assert n == len(expected)
-    np.testing.assert_allclose(result.as_numpy("keypoints")[row, :n], expected.keypoints, atol=KEYPOINT_ATOL_PX, rtol=0)
-    np.testing.assert_allclose(result.as_numpy("boxes")[row, :n], expected.boxes, atol=KEYPOINT_ATOL_PX, rtol=0)
+    width, height = result.as_numpy("image_size")[row]
+    atol = KEYPOINT_ATOL_PX * max(1.0, max(int(width), int(height)) / 640)
+    np.testing.assert_allclose(result.as_numpy("keypoints")[row, :n], expected.keypoints, atol=atol, rtol=0)
+    np.testing.assert_allclose(result.as_numpy("boxes")[row, :n], expected.boxes, atol=atol, rtol=0)
     np.testing.assert_allclose(result.as_numpy("box_scores")[row, :n], expected.box_scores, atol=1e-4, rtol=0)
     np.testing.assert_allclose(result.as_numpy("keypoint_scores")[row, :n], expected.keypoint_scores, atol=1e-4, rtol=0)
     assert not result.as_numpy("keypoints")[row, n:].any()
