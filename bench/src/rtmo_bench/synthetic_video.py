@@ -5,6 +5,13 @@ identity) of the photo, moved by multiples of 32 px, the network's coarsest stri
 translation-equivariant. So the people found on frame 0, moved by each frame's shift, are every frame's ground truth,
 whatever the weights (the calibrated random ones of the tests included), except near the borders, where people
 leave and enter. Identities are read off by box position, and scored with ``motmetrics`` (MOTA, IDF1, switches).
+
+Two options make identities well-defined for the whole video (tests/test_tracking_video.py):
+
+- ``wall_px``: the photo hangs as a poster on a plain wall (the letterbox's padding grey), at least ``wall_px``
+  inside every frame, so nobody leaves or enters and no track is lost at a border;
+- ``scale``: frames ``scale`` times larger, which the server letterboxes back by ``1 / scale``; a shift of
+  ``32 * scale`` frame pixels is one of 32 network pixels at the same sampling phase, so equivariance is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from rtmo.runtime.preprocess import PAD_VALUE
 
 __all__ = ["SyntheticVideo", "identities", "mot_scores", "synthetic_video"]
 
@@ -26,7 +35,7 @@ _PAN = (0, 1, 2, 3, 4, 4, 3, 2, 1, 0)
 class SyntheticVideo:
     frames: list[np.ndarray]  # uint8 BGR, side x side
     shifts: list[tuple[int, int]]  # (dx, dy) by which the content of each frame moved since frame 0, pixels
-    side: int
+    side: int  # of the frames, pixels
 
     def inner(self, boxes: np.ndarray, *, margin_px: int = STRIDE_PX) -> np.ndarray:
         """Which frame-0 ``boxes`` stay at least ``margin_px`` inside every frame (never near a border)."""
@@ -38,15 +47,63 @@ class SyntheticVideo:
         return keep
 
 
-def synthetic_video(photo: np.ndarray, *, frames: int = 30, side: int = 416) -> SyntheticVideo:
-    """``frames`` windows of ``side`` pixels panning over ``photo`` (resized to ``side`` + 4 strides by ``side``)."""
-    wide = cv2.resize(photo, (side + max(_PAN) * STRIDE_PX, side), interpolation=cv2.INTER_AREA)
+def synthetic_video(
+    photo: np.ndarray,
+    *,
+    frames: int = 30,
+    side: int = 416,
+    step_px: int = STRIDE_PX,
+    wall_px: int = 0,
+    scale: float = 1.0,
+) -> SyntheticVideo:
+    """``frames`` windows of ``side`` network pixels panning over ``photo`` by 32-pixel steps, returned ``scale``
+    times larger (``side * scale`` pixels a side).
+
+    Without a wall the photo is resized to ``side`` + 4 strides by ``side``; with ``wall_px`` > 0 it is fitted
+    (aspect kept) into the part of that canvas every window sees, ``wall_px`` from its edges, on a plain wall.
+    """
+    for name, value, low in (
+        ("frames", frames, 1),
+        ("side", side, STRIDE_PX),
+        ("step_px", step_px, 1),
+        ("wall_px", wall_px, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: got {value!r}; accepted: an integer >= {low}")
+    step = step_px * scale
+    if not scale >= 1.0 or step != round(step) or side * scale != round(side * scale):
+        raise ValueError(f"scale: got {scale!r}; accepted: >= 1, with 32 * scale and side * scale whole pixels")
+    pan_px = max(_PAN) * step_px
+    seen_w, seen_h = side - pan_px - 2 * wall_px, side - 2 * wall_px  # canvas part inside every window
+    if wall_px and min(seen_w, seen_h) < STRIDE_PX:
+        raise ValueError(
+            f"wall_px: got {wall_px}; accepted: at most {(side - pan_px - STRIDE_PX) // 2} for side {side}"
+        )
+    wide = _canvas(photo, (side + pan_px, side), wall_px=wall_px, seen=(seen_w, seen_h))
     out, shifts = [], []
     for index in range(frames):
-        x = STRIDE_PX * _PAN[index % len(_PAN)]
-        out.append(np.ascontiguousarray(wide[:, x : x + side]))
-        shifts.append((-x, 0))
-    return SyntheticVideo(out, shifts, side)
+        x = step_px * _PAN[index % len(_PAN)]
+        window = wide[:, x : x + side]
+        if scale != 1.0:
+            big = round(side * scale)
+            window = cv2.resize(window, (big, big), interpolation=cv2.INTER_LINEAR)
+        out.append(np.ascontiguousarray(window))
+        shifts.append((-round(x * scale), 0))
+    return SyntheticVideo(out, shifts, round(side * scale))
+
+
+def _canvas(photo: np.ndarray, size: tuple[int, int], *, wall_px: int, seen: tuple[int, int]) -> np.ndarray:
+    if not wall_px:
+        return cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    height, width = photo.shape[:2]
+    fit = min(seen[0] / width, seen[1] / height)
+    poster = cv2.resize(photo, (round(width * fit), round(height * fit)), interpolation=cv2.INTER_AREA)
+    canvas = np.full((size[1], size[0], 3), PAD_VALUE, np.uint8)
+    # centred in the part every window sees: from the pan (the canvas's extra width) and the wall on
+    x = size[0] - size[1] + wall_px + (seen[0] - poster.shape[1]) // 2
+    y = wall_px + (seen[1] - poster.shape[0]) // 2
+    canvas[y : y + poster.shape[0], x : x + poster.shape[1]] = poster
+    return canvas
 
 
 def identities(
