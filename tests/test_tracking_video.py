@@ -25,36 +25,24 @@ import numpy as np
 import pytest
 
 import rtmo_client
-from rtmo.runtime.preprocess import letterbox
+from rtmo.runtime.preprocess import PAD_VALUE
 from rtmo.serving.tritonserver import TritonServer
 from rtmo_bench.synthetic_video import SyntheticVideo, identities, mot_scores, synthetic_video
-from rtmo_bench.trackable import NMS_IOU_THRESHOLD, SCORE_THRESHOLD, trackable_model
-from rtmo_contract import TrackingParameters
+from rtmo_bench.trackable import VIDEO, calibration_frame, track_video, trackable_model, trackable_video
 from rtmo_serving import PHOTOS, serve_model
 
-STEP_PX = 16  # network pixels a frame
-WALL_PX = 24
-SCALE = 1.5
-DETECTION = {"score_threshold": SCORE_THRESHOLD, "nms_iou_threshold": NMS_IOU_THRESHOLD}
-TRACKING = TrackingParameters(track_oks_weight=0.0)
+STEP_PX, WALL_PX, SCALE = VIDEO["step_px"], VIDEO["wall_px"], VIDEO["scale"]
 
 
 @pytest.fixture(scope="module")
 def clip() -> SyntheticVideo:
-    photo = cv2.imread(str(PHOTOS / "000000196141.jpg"))
-    return synthetic_video(photo, frames=30, step_px=STEP_PX, wall_px=WALL_PX, scale=SCALE)
+    return trackable_video(cv2.imread(str(PHOTOS / "000000196141.jpg")), frames=30)
 
 
 @pytest.fixture(scope="module")
 def trackable_server(clip: SyntheticVideo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    side = 416
-    model = trackable_model(letterbox(clip.frames[0], (side, side))[0])
-    with serve_model(model, tmp_path_factory.mktemp("rtmo-trackable")) as server:
+    with serve_model(trackable_model(calibration_frame(clip)), tmp_path_factory.mktemp("rtmo-trackable")) as server:
         yield server
-
-
-def boxes_of(result: rtmo_client.PoseResult | rtmo_client.TrackedResult) -> np.ndarray:
-    return np.array([p.box for p in result.people], np.float64).reshape(-1, 4)
 
 
 @pytest.mark.integration
@@ -62,13 +50,9 @@ def test_people_in_view_keep_one_id_each_over_a_panned_scaled_video(
     trackable_server: TritonServer, clip: SyntheticVideo
 ) -> None:
     with rtmo_client.Client(trackable_server.urls.grpc, timeout_s=60) as client:
-        first = client.estimate(clip.frames[0], channels="bgr", **DETECTION)  # the ground truth: not tracked
-        results = list(client.track(clip.frames, channels="bgr", tracking=TRACKING, **DETECTION))
-    assert [r.frame_index for r in results] == list(range(len(clip.frames)))
-    truth = boxes_of(first)
+        truth, tracked = track_video(client, clip)
     inner = truth[clip.inner(truth, margin_px=round(STEP_PX * SCALE))]
     assert len(inner) >= 8, f"the video shows {len(inner)} people in view throughout; the check needs several"
-    tracked = [(boxes_of(r), [p.track_id for p in r.people]) for r in results]
 
     # Equivariance: each of them is found, where the pan moved it, in nearly every frame.
     ids: dict[int, list[int | None]] = {person: [] for person in range(len(inner))}
@@ -105,9 +89,9 @@ def test_the_wall_keeps_the_photo_in_every_frame_and_scale_keeps_network_steps(c
     wall = round(WALL_PX * SCALE) - 1  # the bilinear resize blends the poster edge into one more pixel
     for frame in clip.frames:
         border = np.concatenate([frame[:wall].reshape(-1, 3), frame[-wall:].reshape(-1, 3)])
-        assert (np.abs(border.astype(int) - 114) <= 1).all()  # plain wall, the photo never reaches the border
-        assert (np.abs(frame[:, :wall].astype(int) - 114) <= 1).all()
-        assert (np.abs(frame[:, -wall:].astype(int) - 114) <= 1).all()
+        assert (np.abs(border.astype(int) - PAD_VALUE) <= 1).all()  # plain wall, the photo never reaches the border
+        assert (np.abs(frame[:, :wall].astype(int) - PAD_VALUE) <= 1).all()
+        assert (np.abs(frame[:, -wall:].astype(int) - PAD_VALUE) <= 1).all()
     # The same content, moved: frame 1's picture is frame 0's, shifted by the step (bilinear resize of the same
     # windows, so exact away from the edges).
     dx = -clip.shifts[1][0]

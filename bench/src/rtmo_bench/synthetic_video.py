@@ -6,12 +6,15 @@ translation-equivariant. So the people found on frame 0, moved by each frame's s
 whatever the weights (the calibrated random ones of the tests included), except near the borders, where people
 leave and enter. Identities are read off by box position, and scored with ``motmetrics`` (MOTA, IDF1, switches).
 
-Two options make identities well-defined for the whole video (tests/test_tracking_video.py):
+Three options make identities well-defined for the whole video (tests/test_tracking_video.py, whose model finds
+its people at the stride-16 level):
 
+- ``step_px``: the pan's step, 16 for the stride-16 level (a person then moves a quarter of a 64-pixel box a frame);
 - ``wall_px``: the photo hangs as a poster on a plain wall (the letterbox's padding grey), at least ``wall_px``
   inside every frame, so nobody leaves or enters and no track is lost at a border;
 - ``scale``: frames ``scale`` times larger, which the server letterboxes back by ``1 / scale``; a shift of
-  ``32 * scale`` frame pixels is one of 32 network pixels at the same sampling phase, so equivariance is kept.
+  ``step_px * scale`` frame pixels is one of ``step_px`` network pixels at the same sampling phase, so
+  equivariance is kept.
 """
 
 from __future__ import annotations
@@ -56,10 +59,10 @@ def synthetic_video(
     wall_px: int = 0,
     scale: float = 1.0,
 ) -> SyntheticVideo:
-    """``frames`` windows of ``side`` network pixels panning over ``photo`` by 32-pixel steps, returned ``scale``
-    times larger (``side * scale`` pixels a side).
+    """``frames`` windows of ``side`` network pixels panning over ``photo`` by ``step_px`` (right 4 steps, pausing,
+    and back), returned ``scale`` times larger (``side * scale`` pixels a side; ``shifts`` in those pixels).
 
-    Without a wall the photo is resized to ``side`` + 4 strides by ``side``; with ``wall_px`` > 0 it is fitted
+    Without a wall the photo is resized to ``side`` + 4 steps by ``side``; with ``wall_px`` > 0 it is fitted
     (aspect kept) into the part of that canvas every window sees, ``wall_px`` from its edges, on a plain wall.
     """
     for name, value, low in (
@@ -72,7 +75,7 @@ def synthetic_video(
             raise ValueError(f"{name}: got {value!r}; accepted: an integer >= {low}")
     step = step_px * scale
     if not scale >= 1.0 or step != round(step) or side * scale != round(side * scale):
-        raise ValueError(f"scale: got {scale!r}; accepted: >= 1, with 32 * scale and side * scale whole pixels")
+        raise ValueError(f"scale: got {scale!r}; accepted: >= 1, with step_px * scale and side * scale whole pixels")
     pan_px = max(_PAN) * step_px
     seen_w, seen_h = side - pan_px - 2 * wall_px, side - 2 * wall_px  # canvas part inside every window
     if wall_px and min(seen_w, seen_h) < STRIDE_PX:

@@ -18,27 +18,70 @@ head's output convolutions, make people content-bound, sparse and large:
 3. **Boxes of ``BOX_CELLS`` cells a side** (a bias on the box regressor's log-size), so that with
    ``nms_iou_threshold=NMS_IOU_THRESHOLD`` the people left are a few cells apart, and a 16-pixel step keeps a
    person's box overlapping its own last box more than any neighbour's.
+
+:func:`trackable_video` is the video it was measured on (``VIDEO``: the photo on a plain wall, 16-pixel steps,
+frames 1.5 times the input), and :data:`TRACKING` the tracker's parameters for it: the defaults, but no OKS in the
+similarity, as a random keypoint decoder's keypoints are not tied to the picture. :func:`track_video` runs it
+through a server, for tests/test_tracking_video.py and ``python -m rtmo_bench.tracking``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from rtmo.build.export import load_model
-from rtmo.runtime.preprocess import PAD_VALUE
+from rtmo.runtime.preprocess import PAD_VALUE, letterbox
+from rtmo_bench.synthetic_video import SyntheticVideo, synthetic_video
+from rtmo_contract import TrackingParameters
 
-__all__ = ["BOX_CELLS", "NMS_IOU_THRESHOLD", "SCORE_THRESHOLD", "trackable_model"]
+__all__ = [
+    "DETECTION",
+    "TRACKING",
+    "VIDEO",
+    "calibration_frame",
+    "track_video",
+    "trackable_model",
+    "trackable_video",
+]
 
 POSITION_DIRECTIONS = 60  # of the tiny model's 96 classifier channels
 LOGIT_SPREAD = 4.0  # wider saturates many scores at 1.0, and NMS then keeps an arbitrary one of equals
 PEOPLE_FRACTION = 0.05
 BOX_CELLS = 4
-# The request parameters the model is made for: a person is an anchor above 0.5 that NMS keeps.
-SCORE_THRESHOLD = 0.5
 NMS_IOU_THRESHOLD = 0.3
+# The request parameters the model is made for: a person is an anchor above 0.5 that NMS keeps.
+DETECTION = {"score_threshold": 0.5, "nms_iou_threshold": NMS_IOU_THRESHOLD}
+TRACKING = TrackingParameters(track_oks_weight=0.0)
+VIDEO = {"step_px": 16, "wall_px": 24, "scale": 1.5}  # network pixels, but scale
+INPUT_SIDE = 416  # of the tiny model the video is made for
+
+
+def trackable_video(photo: np.ndarray, *, frames: int = 30) -> SyntheticVideo:
+    """The ``VIDEO`` pan over ``photo`` (uint8 BGR)."""
+    return synthetic_video(photo, frames=frames, side=INPUT_SIDE, **VIDEO)
+
+
+def calibration_frame(video: SyntheticVideo) -> np.ndarray:
+    """The video's first frame as the network sees it (letterboxed to the input side)."""
+    return letterbox(video.frames[0], (INPUT_SIDE, INPUT_SIDE))[0]
+
+
+def track_video(client: Any, video: SyntheticVideo) -> tuple[np.ndarray, list[tuple[np.ndarray, list[int | None]]]]:
+    """Frame 0's people (``client.estimate``: detections, not tracks, so the ground truth owes nothing to the
+    tracker) and every frame's ``(boxes, track ids)`` from ``client.track``, an ``rtmo_client.Client``'s."""
+    truth = _boxes(client.estimate(video.frames[0], channels="bgr", **DETECTION).people)
+    results = list(client.track(video.frames, channels="bgr", tracking=TRACKING, **DETECTION))
+    if [r.frame_index for r in results] != list(range(len(video.frames))):
+        raise RuntimeError(f"track_video: frames came back as {[r.frame_index for r in results]}")
+    return truth, [(_boxes(r.people), [p.track_id for p in r.people]) for r in results]
+
+
+def _boxes(people: Any) -> np.ndarray:
+    return np.array([p.box for p in people], np.float64).reshape(-1, 4)
 
 
 def trackable_model(calibration: np.ndarray, *, size: str = "tiny") -> torch.nn.Module:
