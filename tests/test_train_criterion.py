@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from training_batch import letterboxed_batch
 
 from rtmo.checkpoint import load_checkpoint
 from rtmo.head import COCO_SIGMAS
 from rtmo.train.criterion import RTMOCriterion, Stage
 from rtmo.train.targets import ImageTargets
+from training_batch import letterboxed_batch
 
 
 def test_a_batch_with_a_single_positive_trains_with_the_running_statistics():
