@@ -19,7 +19,13 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import Batcher, OrderedWindow, validate_options
-from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters
+from rtmo_client._tracking import (
+    TrackStream,
+    finish_track,
+    new_stream_id,
+    track_frame,
+    tracking_request_parameters,
+)
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
@@ -232,8 +238,12 @@ class AsyncClient:
                 )
                 yield await self._drive(operation, transports)
         finally:
-            if transports is not self._transports:
-                await self._drive(close_all(len(transports)), transports)
+            try:
+                finish = finish_track(self._base, stream, parameters=parameters, timeout_s=timeout_s)
+                await self._drive(finish, transports)
+            finally:
+                if transports is not self._transports:
+                    await self._drive(close_all(len(transports)), transports)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

@@ -20,7 +20,14 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import OrderedWindow, batches, validate_options
-from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters, with_last
+from rtmo_client._tracking import (
+    TrackStream,
+    finish_track,
+    new_stream_id,
+    track_frame,
+    tracking_request_parameters,
+    with_last,
+)
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
@@ -339,8 +346,11 @@ class Client:
                 )
                 yield self._drive(operation, transports)
         finally:
-            if transports is not self._transports:
-                self._drive(close_all(len(transports)), transports)
+            try:
+                self._drive(finish_track(self._base, stream, parameters=parameters, timeout_s=timeout_s), transports)
+            finally:
+                if transports is not self._transports:
+                    self._drive(close_all(len(transports)), transports)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
