@@ -154,7 +154,7 @@ class AsyncGrpcStream:
         """See :meth:`GrpcStream.receive`."""
         try:
             result, error = await asyncio.wait_for(anext(self._answers), timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             raise _no_answer(timeout_s) from None
         except StopAsyncIteration:
             raise _ended_early() from None
