@@ -215,7 +215,9 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> AsyncIterator[TrackedResult]:
         """See :meth:`rtmo_client.Client.track`; ``frames`` may also be an async iterable. Use with ``async for``;
-        several videos at once: one ``track`` per video, e.g. in ``asyncio.gather``."""
+        several videos at once: one ``track`` per video, e.g. in ``asyncio.gather``. To END the sequence at once
+        after a ``break``, iterate inside ``contextlib.aclosing(...)`` (otherwise that waits until the event loop
+        finalizes the iterator)."""
         stream = TrackStream(new_stream_id(stream_id), restart_on_loss)
         detection = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
         parameters = tracking_request_parameters(detection, tracking)
