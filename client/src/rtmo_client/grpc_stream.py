@@ -8,11 +8,17 @@ stream errors by status exactly as it maps unary ones (``rtmo_client.errors``).
 Triton reports a refused request inside a stream as a bare message, without a status; the ``triton_grpc_error``
 header (Triton >= 24.09) makes it end the stream with the request's gRPC status instead (INVALID_ARGUMENT for a bad
 frame or a sequence it does not know). So an error always ends a stream; the caller opens a new one to go on.
+
+Closing never cancels the call: it ends the requests (a half-close) and lets the server finish the stream. Triton
+2.51's gRPC server can crash on a client's cancellation racing the end of a stream (server issues #7368, #8034,
+fixed in later releases; our tests saw it when streams that Triton had just ended on an error were cancelled). A
+stream closed with a request still unanswered (after a timeout) finishes in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -54,6 +60,7 @@ class GrpcStream:
         self._answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        self._unanswered = 0
         connection.start_stream(self._on_answer, headers={**(headers or {}), **STATUS_HEADERS})
 
     def _on_answer(self, result: InferResultLike | None, error: InferenceServerException | None) -> None:
@@ -71,6 +78,7 @@ class GrpcStream:
     ) -> None:
         """Queue one request on the stream."""
         try:
+            self._unanswered += 1
             self._connection.async_stream_infer(
                 model_name,
                 inputs,
@@ -80,6 +88,7 @@ class GrpcStream:
                 sequence_end=sequence_end,
             )
         except InferenceServerException as refused:
+            self._unanswered -= 1
             # A broken stream refuses new requests without a status; the error that broke it has one.
             try:
                 _, reported = self._answers.get_nowait()
@@ -97,19 +106,27 @@ class GrpcStream:
             result, error = self._answers.get(timeout=timeout_s)
         except queue.Empty:
             raise _no_answer(timeout_s) from None
+        self._unanswered -= 1
         if error is not None:
             raise error
         assert result is not None  # noqa: S101 - tritonclient gives a result or an error
         return result
 
     def close(self) -> None:
-        """Cancel the stream and close its connection; idempotent, and safe from another thread."""
+        """End the requests, wait for the server to end the stream, close the connection; idempotent, and safe from
+        another thread. With a request unanswered, that happens on a thread of its own."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if self._unanswered > 0:
+            threading.Thread(target=self._finish, name="rtmo-client-stream-close", daemon=True).start()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
         try:
-            self._connection.stop_stream(cancel_requests=True)
+            self._connection.stop_stream(cancel_requests=False)  # returns once the server has ended the stream
         finally:
             self._connection.close()
 
@@ -120,11 +137,22 @@ class AsyncGrpcStream:
     def __init__(self, connection: grpcaio.InferenceServerClient, *, headers: Mapping[str, str] | None) -> None:
         self._requests: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._answers = connection.stream_infer(self._request_items(), headers={**(headers or {}), **STATUS_HEADERS})
+        self._reading: asyncio.Task[_Answer] | None = None  # kept across a timeout, never cancelled
         self._closed = False
+        self._unanswered = 0
 
     async def _request_items(self) -> AsyncIterator[dict[str, Any]]:
         while (request := await self._requests.get()) is not None:
             yield request
+
+    async def _next_answer(self) -> _Answer:
+        try:
+            answer: _Answer = await anext(self._answers)
+        except StopAsyncIteration:
+            raise _ended_early() from None
+        except grpc.aio.AioRpcError as failed:  # tritonclient.grpc.aio passes the call's own errors through
+            raise InferenceServerException(msg=failed.details(), status=str(failed.code())) from failed
+        return answer
 
     async def send(
         self,
@@ -139,6 +167,7 @@ class AsyncGrpcStream:
         """See :meth:`GrpcStream.send`."""
         if self._closed:
             raise InferenceServerException(msg="the stream is closed", status="StatusCode.CANCELLED")
+        self._unanswered += 1
         self._requests.put_nowait(
             {
                 "model_name": model_name,
@@ -152,23 +181,40 @@ class AsyncGrpcStream:
 
     async def receive(self, *, timeout_s: float | None = None) -> InferResultLike:
         """See :meth:`GrpcStream.receive`."""
-        try:
-            result, error = await asyncio.wait_for(anext(self._answers), timeout_s)
-        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
-            raise _no_answer(timeout_s) from None
-        except StopAsyncIteration:
-            raise _ended_early() from None
-        except grpc.aio.AioRpcError as failed:  # tritonclient.grpc.aio passes the call's own errors through
-            raise InferenceServerException(msg=failed.details(), status=str(failed.code())) from failed
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._next_answer())
+        done, _ = await asyncio.wait({self._reading}, timeout=timeout_s)
+        if not done:
+            raise _no_answer(timeout_s)  # the read goes on (cancelling it would cancel the call)
+        reading, self._reading = self._reading, None
+        self._unanswered -= 1
+        result, error = reading.result()
         if error is not None:
             raise error
-        answer: InferResultLike = result
-        return answer
+        assert result is not None  # noqa: S101 - tritonclient gives a result or an error
+        return result
 
     async def close(self) -> None:
-        """End the requests and cancel the call; idempotent."""
+        """End the requests and wait for the server to end the stream; idempotent. With a request unanswered, the
+        stream finishes in a background task."""
         if self._closed:
             return
         self._closed = True
         self._requests.put_nowait(None)
-        self._answers.cancel()
+        if self._unanswered > 0:
+            task = asyncio.ensure_future(self._finish())
+            _finishing.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(_finishing.discard)
+        else:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        """Read until the server ends the stream (its end, or the error it ended with)."""
+        with contextlib.suppress(InferenceServerException):
+            if self._reading is not None:
+                await self._reading
+            while True:
+                await self._next_answer()
+
+
+_finishing: set[asyncio.Task[None]] = set()
