@@ -254,6 +254,31 @@ def test_bad_sequences_are_invalid_argument_and_other_streams_go_on(
     assert ids_of(got) == alone
 
 
+def test_refused_frames_on_many_streams_at_once_leave_the_server_up(
+    rtmo_server: TritonServer, video: list[np.ndarray]
+) -> None:
+    """Refusals inside streams from concurrent videos. With Triton's triton_grpc_error header (statuses on the
+    stream) Triton 2.51 crashed (SIGSEGV) after a few dozen of them; the SDK does without it (rtmo_client.grpc_stream).
+    """
+    frame, resized = video[0], video[1][:320]
+
+    def refused_videos(_: int) -> int:
+        with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60) as client:
+            for _ in range(5):
+                with pytest.raises(InvalidInputError, match="320 pixels"):
+                    list(client.track([frame, resized, frame], channels="bgr"))
+                with pytest.raises(InvalidInputError, match="score_threshold"):
+                    list(client.track([frame], channels="bgr", score_threshold=5.0))
+        return 10
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(refused_videos, range(8))) == 80
+    with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60) as client:
+        assert len(list(client.track(video[:3], channels="bgr", tracking=TRACKING, **DETECTION))) == 3
+    log = rtmo_server.log_file
+    assert rtmo_server.is_running() and log is not None and "Signal (11)" not in log.read_text()
+
+
 def _unchecked(**fields: object) -> TrackingParameters:
     """TrackingParameters with values past the contract's checks, to see the server refuse them."""
     parameters = TrackingParameters()

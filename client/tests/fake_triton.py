@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
+from rtmo_client.grpc_stream import StreamRefusal
+
 KEYPOINT_NAMES = [
     "nose",
     "left_eye",
@@ -134,7 +136,8 @@ def people_by_row_count(request: Request) -> FakeResult:
 
 class FakeStream:
     """Implements :class:`rtmo_client.transport.SyncStream` on a fake transport: each request is answered by its
-    ``infer`` when sent, in order; an error ends the stream, as Triton does with ``triton_grpc_error``."""
+    ``infer`` when sent, in order. As Triton does, a refused request is answered in-band without a status (a
+    :class:`StreamRefusal`) and the stream goes on; UNAVAILABLE and DEADLINE_EXCEEDED end the call."""
 
     def __init__(self, transport: FakeTransport, headers: dict[str, str] | None) -> None:
         self.transport = transport
@@ -151,8 +154,11 @@ class FakeStream:
         try:
             self.answers.append(self.transport.infer(model_name, inputs, **kwargs))
         except InferenceServerException as failed:
-            self.answers.append(failed)
-            self.broken = True
+            if str(failed.status()).endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED")):
+                self.answers.append(failed)
+                self.broken = True
+            else:
+                self.answers.append(StreamRefusal(msg=failed.message()))
 
     def receive(self, *, timeout_s: float | None = None) -> Any:
         answer = self.answers.pop(0)

@@ -12,8 +12,8 @@ import grpc
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from rtmo_client.errors import DeadlineExceededError, InvalidInputError, UnavailableError, from_triton_error
-from rtmo_client.grpc_stream import STATUS_HEADERS, AsyncGrpcStream, GrpcStream
+from rtmo_client.errors import DeadlineExceededError, UnavailableError, from_triton_error
+from rtmo_client.grpc_stream import AsyncGrpcStream, GrpcStream, StreamRefusal
 
 
 class Connection:
@@ -48,7 +48,7 @@ def status_of(error: InferenceServerException) -> type:
 def test_answers_come_back_in_order_and_errors_keep_their_status() -> None:
     connection = Connection()
     stream = GrpcStream(connection, headers={"authorization": "Bearer t"})
-    assert connection.headers == {"authorization": "Bearer t", **STATUS_HEADERS}
+    assert connection.headers == {"authorization": "Bearer t"}
     stream.send("rtmo_track", [], sequence_id=7, sequence_start=True)
     assert connection.sent == [
         {
@@ -66,11 +66,17 @@ def test_answers_come_back_in_order_and_errors_keep_their_status() -> None:
     with pytest.raises(InferenceServerException) as late:
         stream.receive(timeout_s=0.01)
     assert status_of(late.value) is DeadlineExceededError
-    refused = InferenceServerException(msg="must specify the START flag", status="StatusCode.INVALID_ARGUMENT")
-    connection.callback(result=None, error=refused)
+    # Triton's in-stream refusal has no status: a StreamRefusal, and the stream goes on.
+    connection.callback(result=None, error=InferenceServerException(msg="must specify the START flag"))
+    connection.callback(result="third", error=None)
+    with pytest.raises(StreamRefusal, match="must specify the START flag"):
+        stream.receive(timeout_s=1)
+    assert stream.receive(timeout_s=1) == "third"
+    gone = InferenceServerException(msg="Socket closed", status="StatusCode.UNAVAILABLE")
+    connection.callback(result=None, error=gone)
     with pytest.raises(InferenceServerException) as caught:
         stream.receive(timeout_s=1)
-    assert status_of(caught.value) is InvalidInputError
+    assert status_of(caught.value) is UnavailableError and not isinstance(caught.value, StreamRefusal)
     stream.close()
     stream.close()
     assert connection.calls == ["stop_stream:False", "close"]  # ended (never cancelled) and closed once
@@ -110,10 +116,10 @@ class AioConnection:
 
     def __init__(self, answer: Callable[[dict[str, Any]], Any]) -> None:
         self.answer = answer
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] | None = {}
         self.cancelled = False
 
-    def stream_infer(self, requests: AsyncIterator[dict[str, Any]], headers: dict[str, str]) -> Any:
+    def stream_infer(self, requests: AsyncIterator[dict[str, Any]], headers: dict[str, str] | None) -> Any:
         self.headers = headers
         connection = self
 
@@ -135,20 +141,25 @@ class AioConnection:
 def test_the_async_stream_answers_in_order_and_maps_call_errors() -> None:
     def answer(request: dict[str, Any]) -> Any:
         if request["sequence_id"] == 3:
-            raise grpc.aio.AioRpcError(grpc.StatusCode.INVALID_ARGUMENT, None, None, details="bad frame")
+            return None, InferenceServerException(msg="bad frame")  # in-band, as Triton refuses in a stream
+        if request["sequence_id"] == 4:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, details="Socket closed")
         return f"frame of {request['sequence_id']}", None
 
     async def main() -> None:
         connection = AioConnection(answer)
         stream = AsyncGrpcStream(connection, headers=None)
-        assert connection.headers == STATUS_HEADERS
+        assert connection.headers is None
         await stream.send("rtmo_track", [], sequence_id=1)
         await stream.send("rtmo_track", [], sequence_id=2)
         assert [await stream.receive(), await stream.receive()] == ["frame of 1", "frame of 2"]
         await stream.send("rtmo_track", [], sequence_id=3)
-        with pytest.raises(InferenceServerException, match="bad frame") as caught:
+        with pytest.raises(StreamRefusal, match="bad frame"):
             await stream.receive()
-        assert status_of(caught.value) is InvalidInputError
+        await stream.send("rtmo_track", [], sequence_id=4)
+        with pytest.raises(InferenceServerException, match="Socket closed") as caught:
+            await stream.receive()
+        assert status_of(caught.value) is UnavailableError
         with pytest.raises(InferenceServerException) as late:
             await stream.receive(timeout_s=0.01)  # nothing sent: no answer comes
         assert status_of(late.value) is DeadlineExceededError

@@ -116,7 +116,9 @@ def test_restart_on_loss_restarts_the_sequence_and_marks_the_result() -> None:
         rest = list(stream)
     assert [r.restarted for r in (first, *rest)] == [False, True, False, False]
     assert rest[0].people[0].track_id == 11  # a fresh numbering, flagged, not silently continued
-    assert server.flags[1:3] == [(9, False, False), (9, True, False)]
+    # Refused on the stream without a status, asked again as a unary call (its status), restarted on the stream.
+    assert server.flags[1:4] == [(9, False, False), (9, False, False), (9, True, False)]
+    assert [s.sent for s in server.streams] == [5]
 
 
 def test_a_frame_of_another_size_is_invalid_input_not_lost_tracks() -> None:
@@ -248,12 +250,12 @@ def test_a_refused_frame_ends_the_sequence_it_leaves_behind() -> None:
         next(stream), next(stream)
         with pytest.raises(InvalidInputError):
             next(stream)
-    # The refused frame broke its stream; END went on a new one with the last frame the server tracked.
-    assert server.flags[-1] == (3, False, True) and server.live == {}
-    assert [s.sent for s in server.streams] == [3, 1] and all(s.closed for s in server.streams)
+    # The refused frame left its stream open; END went on it with the last frame the server tracked.
+    assert server.flags[-1] == (3, False, True) and server.live == {} and len(server.flags) == 5
+    assert [s.sent for s in server.streams] == [4] and all(s.closed for s in server.streams)
 
 
-def test_lost_tracks_are_not_ended_again_and_a_restart_opens_a_new_stream() -> None:
+def test_lost_tracks_are_not_ended_again_and_a_restart_goes_on_over_the_same_stream() -> None:
     server = SequenceServer()
     with Client(transport=server, retries=0) as client:
         strict = client.track(frames(3), stream_id=1, channels="bgr")
@@ -263,8 +265,9 @@ def test_lost_tracks_are_not_ended_again_and_a_restart_opens_a_new_stream() -> N
         with pytest.raises(TracksLostError):
             next(strict)
         assert [r.restarted for r in forgiving] == [True, False]
-    assert [f for f in server.flags if f[0] == 1] == [(1, True, False), (1, False, False)]  # no END for a lost one
-    assert [s.sent for s in server.streams] == [2, 2, 2] and all(s.closed for s in server.streams)
+    # Frame 1 went on the stream, then as a unary call for its status; no END for a sequence the server lost.
+    assert [f for f in server.flags if f[0] == 1] == [(1, True, False), (1, False, False), (1, False, False)]
+    assert [s.sent for s in server.streams] == [2, 4] and all(s.closed for s in server.streams)
 
 
 def test_closing_the_client_closes_the_streams_of_unfinished_videos() -> None:

@@ -2,12 +2,12 @@
 stream, and how a lost sequence is told apart from a bad frame.
 
 Every frame of a video goes over one bidirectional gRPC stream (``Call("open_stream")``, then ``StreamCall`` send
-and receive), opened at the first frame on the endpoint that holds the sequence and closed after END, on an error
-(a stream error ends the stream, see :mod:`rtmo_client.grpc_stream`) or when the caller stops early. The stream
-saves one RPC's setup per frame; it does not send ahead. Frames go one at a time, the next after the previous
-answer: Triton runs an ensemble's steps independently (preprocess has several instances), so two frames of one
-video in flight could reach the tracker out of order, and the tracker must see them in order. Many videos at once
-keep the server busy instead.
+and receive), opened at the first frame on the endpoint that holds the sequence and closed after END, when a call
+fails (a refused frame leaves it open, see :mod:`rtmo_client.grpc_stream`) or when the caller stops early. The
+stream saves one RPC's setup per frame; it does not send ahead. Frames go one at a time, the next after the
+previous answer: Triton runs an ensemble's steps independently (preprocess has several instances), so two frames
+of one video in flight could reach the tracker out of order, and the tracker must see them in order. Many videos
+at once keep the server busy instead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from tritonclient.utils import InferenceServerException
 from rtmo_client._base import LOGGER, BaseClient, close_stream
 from rtmo_client._effects import Operation, call, stream_call
 from rtmo_client.endpoints import Pin
-from rtmo_client.errors import InvalidInputError, RTMOClientError, ServerError
+from rtmo_client.errors import InvalidInputError, RTMOClientError, ServerError, status_name
+from rtmo_client.grpc_stream import StreamRefusal
 from rtmo_client.images import Channels, Frame, to_payload
 from rtmo_client.tracking import TrackedPerson, TrackedResult, TracksLostError
 from rtmo_client.wire import InferResultLike, decode_result, frame_input
@@ -237,24 +238,35 @@ def _attempt(
     endpoint: int,
 ) -> Operation[InferResultLike]:
     channel = yield from _open_channel(base, stream, endpoint)
+    request = (TRACK_MODEL, [frame_input([frame])])
+    flags = {"sequence_id": stream.stream_id, "sequence_start": start, "sequence_end": end}
     try:
-        yield from stream_call(
-            channel,
-            "send",
-            TRACK_MODEL,
-            [frame_input([frame])],
-            parameters=parameters,
-            sequence_id=stream.stream_id,
-            sequence_start=start,
-            sequence_end=end,
-        )
+        yield from stream_call(channel, "send", *request, parameters=parameters, **flags)
         result: InferResultLike = yield from stream_call(channel, "receive", timeout_s=deadline)
+    except StreamRefusal as refusal:
+        # Refused on the stream without a status (the stream goes on): the same request as a unary call gives the
+        # status (INVALID_ARGUMENT for a bad frame or an unknown sequence); the stream's message stays the one that
+        # says what was wrong (a refused END frame has ended its sequence, so the unary call's may not).
+        try:
+            result = yield from call(
+                "infer",
+                *request,
+                endpoint=endpoint,
+                client_timeout=deadline,
+                headers=base.headers,
+                parameters=parameters,
+                **flags,
+            )
+        except InferenceServerException as unary:
+            if status_name(unary) == "UNAVAILABLE":
+                raise  # the server went away meanwhile: that is the error now
+            raise InferenceServerException(msg=refusal.message(), status=unary.status()) from unary
     except GeneratorExit:
         raise
     except BaseException:
-        # An error ends the stream (and after a timeout a late answer must not pass for the next frame's).
+        # The call failed (and after a timeout a late answer must not pass for the next frame's): a new stream.
         yield from _close_channel(base, stream)
-        base.check_open()  # Client.close() cancelled it: say that, not CANCELLED
+        base.check_open()  # Client.close() ended it: say that
         raise
     if end:
         yield from _close_channel(base, stream)

@@ -1,18 +1,20 @@
-"""One bidirectional gRPC inference stream (Triton's ``ModelStreamInfer``), blocking or asyncio, with statuses.
+"""One bidirectional gRPC inference stream (Triton's ``ModelStreamInfer``), blocking or asyncio.
 
 A tracked video sends all its frames over one such stream: one RPC set up once instead of one per frame. Both
-classes send requests, take their answers in order and close; what the stream answers is a result or a
-``tritonclient`` :class:`~tritonclient.utils.InferenceServerException` carrying its gRPC status, so the SDK maps
-stream errors by status exactly as it maps unary ones (``rtmo_client.errors``).
+classes send requests, take their answers in order and close. An answer is a result, a :class:`StreamRefusal`, or
+a ``tritonclient`` :class:`~tritonclient.utils.InferenceServerException` with the gRPC status that ended the call
+(UNAVAILABLE when the server went away), mapped like any unary error (``rtmo_client.errors``).
 
-Triton reports a refused request inside a stream as a bare message, without a status; the ``triton_grpc_error``
-header (Triton >= 24.09) makes it end the stream with the request's gRPC status instead (INVALID_ARGUMENT for a bad
-frame or a sequence it does not know). So an error always ends a stream; the caller opens a new one to go on.
+Triton answers a request it refuses inside a stream with a bare message and no status, and the stream goes on: a
+:class:`StreamRefusal`. The SDK then sends that one request again as a unary call to learn its status (a refused
+request changed nothing on the server). Triton's ``triton_grpc_error`` header would give the status on the stream
+instead, but Triton 2.51's server crashed (SIGSEGV) in our tests after a few dozen streams it had ended that way
+from concurrent clients, so a bad frame could take the server down; it is not used.
 
 Closing never cancels the call: it ends the requests (a half-close) and lets the server finish the stream. Triton
-2.51's gRPC server can crash on a client's cancellation racing the end of a stream (server issues #7368, #8034,
-fixed in later releases; our tests saw it when streams that Triton had just ended on an error were cancelled). A
-stream closed with a request still unanswered (after a timeout) finishes in the background.
+2.51's gRPC server can crash on a client's cancellation racing the end of a call (server issues #7368, #8034,
+fixed in later releases). A stream closed with a request still unanswered (after a timeout) finishes in the
+background.
 """
 
 from __future__ import annotations
@@ -31,12 +33,20 @@ from tritonclient.utils import InferenceServerException
 
 from rtmo_client.wire import InferResultLike
 
-__all__ = ["AsyncGrpcStream", "GrpcStream", "STATUS_HEADERS"]
-
-# Ask Triton for gRPC status codes on stream errors (it then closes the stream after the error).
-STATUS_HEADERS = {"triton_grpc_error": "true"}
+__all__ = ["AsyncGrpcStream", "GrpcStream", "StreamRefusal"]
 
 _Answer = tuple[InferResultLike | None, InferenceServerException | None]
+
+
+class StreamRefusal(InferenceServerException):  # type: ignore[misc]  # tritonclient is untyped
+    """The server refused one request on the stream without saying its status; the stream goes on."""
+
+
+def _in_band(error: InferenceServerException | None) -> InferenceServerException | None:
+    """A stream's answer error, a status-less one (Triton's in-stream error message) as a :class:`StreamRefusal`."""
+    if error is None or error.status() is not None:
+        return error
+    return StreamRefusal(msg=error.message())
 
 
 def _no_answer(timeout_s: float | None) -> InferenceServerException:
@@ -61,10 +71,10 @@ class GrpcStream:
         self._lock = threading.Lock()
         self._closed = False
         self._unanswered = 0
-        connection.start_stream(self._on_answer, headers={**(headers or {}), **STATUS_HEADERS})
+        connection.start_stream(self._on_answer, headers=headers)
 
     def _on_answer(self, result: InferResultLike | None, error: InferenceServerException | None) -> None:
-        self._answers.put((result, error))  # called on tritonclient's stream thread
+        self._answers.put((result, _in_band(error)))  # called on tritonclient's stream thread
 
     def send(
         self,
@@ -136,7 +146,7 @@ class AsyncGrpcStream:
 
     def __init__(self, connection: grpcaio.InferenceServerClient, *, headers: Mapping[str, str] | None) -> None:
         self._requests: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._answers = connection.stream_infer(self._request_items(), headers={**(headers or {}), **STATUS_HEADERS})
+        self._answers = connection.stream_infer(self._request_items(), headers=headers)
         self._reading: asyncio.Task[_Answer] | None = None  # kept across a timeout, never cancelled
         self._closed = False
         self._unanswered = 0
@@ -189,8 +199,8 @@ class AsyncGrpcStream:
         reading, self._reading = self._reading, None
         self._unanswered -= 1
         result, error = reading.result()
-        if error is not None:
-            raise error
+        if (refusal := _in_band(error)) is not None:
+            raise refusal
         assert result is not None  # noqa: S101 - tritonclient gives a result or an error
         return result
 
