@@ -11,7 +11,15 @@ import pytest
 
 from image_files import encode, jpeg_claiming, png_claiming, tiff_claiming, webp_claiming
 from rtmo.errors import InvalidInputError
-from rtmo.runtime.preprocess import Letterbox, decode_image, header_size, letterbox, unletterbox, validate_frame
+from rtmo.runtime.preprocess import (
+    Letterbox,
+    decode_image,
+    header_size,
+    letterbox,
+    letterbox_batch,
+    unletterbox,
+    validate_frame,
+)
 
 PHOTO = Path(__file__).resolve().parents[1] / "data" / "photos" / "000000196141.jpg"
 
@@ -177,8 +185,12 @@ def test_letterbox_translations_are_bit_identical_to_warp_affine(height, width, 
     canvas, box = letterbox(image, (640, 640))
     matrix = _warp_matrix(box.center, box.scale, (640, 640))
     warped = cv2.warpAffine(image, matrix, (640, 640), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
-    assert (_translated(image, matrix, (640, 640)) is not None) == translated
+    assert _translated(image, matrix, np.empty((640, 640, 3), np.uint8)) == translated
     np.testing.assert_array_equal(canvas, warped)
+    # into a reused batch row holding another image's pixels: every pixel is written
+    row = np.random.default_rng(1).integers(0, 256, (640, 640, 3), dtype=np.uint8)
+    assert letterbox(image, (640, 640), out=row)[0] is row
+    np.testing.assert_array_equal(row, warped)
 
 
 @pytest.mark.parametrize("shift", [(0.5, 0.5), (-1.0, 0.0), (0.25, 0.0), (600.5, 0.0)])
@@ -186,4 +198,21 @@ def test_translations_it_does_not_compute_are_left_to_warp_affine(shift) -> None
     from rtmo.runtime.preprocess import _translated
 
     matrix = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
-    assert _translated(np.zeros((100, 100, 3), np.uint8), matrix, (640, 640)) is None
+    canvas = np.full((640, 640, 3), 7, np.uint8)
+    assert not _translated(np.zeros((100, 100, 3), np.uint8), matrix, canvas)
+    assert (canvas == 7).all()  # nothing written
+
+
+def test_a_batch_is_letterboxed_in_place_as_each_image_alone() -> None:
+    rng = np.random.default_rng(3)
+    pictures = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((480, 640, 3), (333, 500, 3), (640, 427, 3))]
+    canvases, boxes = letterbox_batch(pictures, (640, 640))
+    for picture, canvas, box in zip(pictures, canvases, boxes):
+        alone, alone_box = letterbox(picture, (640, 640))
+        np.testing.assert_array_equal(canvas, alone)
+        np.testing.assert_array_equal(box, alone_box.as_array())
+
+
+def test_letterbox_refuses_an_output_array_it_cannot_fill() -> None:
+    with pytest.raises(ValueError, match=r"out: uint8 \(640, 640, 4\); accepted: C-contiguous uint8 \(640, 640, 3\)"):
+        letterbox(np.zeros((480, 640, 3), np.uint8), (640, 640), out=np.empty((640, 640, 4), np.uint8))

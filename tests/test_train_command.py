@@ -73,6 +73,10 @@ def test_train_prints_the_scaled_switch_epochs_and_each_term(tmp_path, capsys):
     assert main(train_args(tmp_path / "run", "--max-iters", "1")) == 0
     output = capsys.readouterr().out
     assert "RTMO mode switch from epoch 3, YOLOX-Pose mode switch from epoch 5" in output
+    assert (
+        "data pipeline: Mosaic, perspective, HSV, flip 0.5, filter (128 px); from epoch 5: centred fit, HSV, "
+        "flip 0.5, filter (128 px); batches padded to 32, resized within 98-197 px" in output
+    )  # RTMO-t's recipe: no MixUp, 320-640 at 416
     step_line = next(line for line in output.splitlines() if line.startswith("epoch 1/5 ["))
     for term in ("loss", "bbox", "vis", "mle", "oks", "cls", "lr"):
         assert f" {term} " in step_line, step_line
@@ -151,6 +155,8 @@ def test_training_loss_falls_from_random_weights(tmp_path):
             batch_size=4,
             input_size=128,
             flip_prob=0.0,
+            strong_augmentation=False,  # the fixed letterbox: an optimisation test, not an augmentation one
+            random_resize=False,
             resume=False,
             max_iters=40,
             checkpoint_interval=10**6,

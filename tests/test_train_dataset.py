@@ -49,6 +49,20 @@ def test_coco_file_loads_with_coco_sigmas_and_flip_pairs():
     assert targets["bboxes"].max() <= 416 + 1 and targets["keypoints_visible"].max() == 1
 
 
+def test_boxes_are_clipped_to_the_last_pixel_as_mmposes_coco_dataset_reads_them():
+    data = coco()
+    sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
+    overhanging = next(a for a in data["annotations"] if a["id"] == 533949)  # x + w = 639.21 in a 640 px image
+    x, y, w, h = overhanging["bbox"]
+    assert x + w > sizes[overhanging["image_id"]][0] - 1
+    sample = next(s for s in CocoKeypointDataset(ANNOTATIONS, PHOTOS).samples if s.image_id == overhanging["image_id"])
+    boxes = sample.bboxes.tolist()
+    np.testing.assert_allclose(boxes[[round(b[0], 2) for b in boxes].index(372.58)], [x, y, 639.0, y + h], atol=1e-4)
+    for s in CocoKeypointDataset(ANNOTATIONS, PHOTOS).samples:
+        width, height = sizes[s.image_id]
+        assert s.bboxes[:, 0::2].max() <= width - 1 and s.bboxes[:, 1::2].max() <= height - 1
+
+
 def test_custom_keypoint_set_needs_a_spec_then_uses_it(tmp_path):
     annotations = five_keypoint_file(tmp_path)
     with pytest.raises(DatasetError, match=r"5 keypoints, and no keypoint spec file.*'sigmas' \(5 OKS sigmas\)"):

@@ -202,6 +202,8 @@ def train(args: argparse.Namespace) -> int:
             max_iters=args.max_iters,
             checkpoint_interval=args.checkpoint_interval,
             input_size=args.input_size,
+            strong_augmentation=not args.no_strong_augmentation,
+            random_resize=not args.no_random_resize,
         )
         summary = run_training(options)
     except ValueError as error:  # an option out of range (TrainOptions, RecipeSchedule name the field)
@@ -248,6 +250,14 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         "--checkpoint-interval", type=int, default=10, help="epochs between last.pth writes (default: %(default)s)"
     )
     p.add_argument("--input-size", type=int, default=None, help="training input side (default: the model's)")
+    p.add_argument(
+        "--no-strong-augmentation",
+        action="store_true",
+        help="no Mosaic, random affine or MixUp in any epoch (the recipe's last-stage pipeline throughout)",
+    )
+    p.add_argument(
+        "--no-random-resize", action="store_true", help="every batch at --input-size (no BatchSyncRandomResize)"
+    )
     p.set_defaults(func=train)
 
 

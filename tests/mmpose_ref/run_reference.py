@@ -77,6 +77,30 @@ Subcommands (all print one JSON line on stdout; logs go to stderr):
       B.npz's img (H, W, 3) uint8, bboxes xyxy, keypoints, keypoints_visible
       and flip_indices; OUT.npz holds the same keys after the flip.
 
+  mosaic --batch B.npz --centre X,Y --out OUT.npz
+      MMPose's Mosaic (640 recipe: pad 114; img_scale from --side) on B.npz's
+      images 0..3 (img{i}, img{i}_{bboxes,keypoints,keypoints_visible,areas})
+      with its centre draw replaced by the given pixel centre; OUT.npz: img,
+      bboxes, keypoints, keypoints_visible, areas (also for the commands below).
+
+  random-affine --batch B.npz --side S (--draw JSON | --stage2) --out OUT.npz
+      MMPose's BottomupRandomAffine on img0 as the recipe configures it:
+      stage 1 (perspective, uniform) with _get_transform_params returning the
+      draw {"shift_xy", "scale", "rotation_deg", "shear_deg"}; --stage2: the
+      stage-2 settings (every probability 0, scale_type long).
+
+  mixup --batch B.npz --side S --draw JSON --out OUT.npz
+      MMPose's YOLOXMixUp (ratio 0.8-1.6) on img0 with img1 as the partner and
+      its random calls answering the draw {"jitter", "flip", "offset_xy"}.
+
+  filter-annotations --batch B.npz --out OUT.npz
+      MMPose's FilterAnnotations(by_kpt=True, by_box=True, keep_empty=False).
+
+  batch-resize --batch B.npz --size H,W --out OUT.npz
+      MMPose's BatchSyncRandomResize (480-800, divisor 32) with the size it
+      drew before set to H,W, on inputs (B, 3, h, w) and img{i}_* targets;
+      OUT.npz: inputs, img{i}_{bboxes,keypoints,areas}.
+
   count-params --dataset ... --size ...
   bench --dataset ... --size ... [--checkpoint X.pth] --image IMG
         [--threads N] [--iters N] [--warmup N]
@@ -1284,6 +1308,164 @@ def cmd_lr_schedule(args):
 
 
 # --------------------------------------------------------------------------
+# Augmentations given a draw (the parity tests of rtmo.train's pipeline)
+# --------------------------------------------------------------------------
+def _pipeline_results(batch, i):
+    """MMPose's pipeline dict of image i of a batch file (what LoadImage plus the dataset give a transform)."""
+    img = batch[f"img{i}"].copy()
+    count = len(batch[f"img{i}_bboxes"])
+    return dict(
+        img=img,
+        img_shape=img.shape[:2],
+        bbox=batch[f"img{i}_bboxes"].copy(),
+        bbox_score=np.ones(count, np.float32),
+        category_id=np.ones(count, np.int64),
+        keypoints=batch[f"img{i}_keypoints"].copy(),
+        keypoints_visible=batch[f"img{i}_keypoints_visible"].copy(),
+        area=batch[f"img{i}_areas"].copy(),
+        flip_indices=[int(v) for v in batch["flip_indices"]] if "flip_indices" in batch else None,
+    )
+
+
+def _save_results(path, results):
+    np.savez(
+        path,
+        img=results["img"],
+        bboxes=results["bbox"],
+        keypoints=results["keypoints"],
+        keypoints_visible=results["keypoints_visible"],
+        areas=results["area"],
+    )
+
+
+class _ScriptedRandom:
+    """Stands in for a module's ``numpy.random``: each named call answers the next given value."""
+
+    def __init__(self, **answers):
+        self.answers = {name: list(values) for name, values in answers.items()}
+
+    def __getattr__(self, name):
+        if name not in self.answers:
+            raise AttributeError(f"unscripted random call {name}")
+        return lambda *a, **kw: self.answers[name].pop(0)
+
+
+def cmd_mosaic(args):
+    from mmpose.datasets.transforms import mix_img_transforms
+    from mmpose.datasets.transforms.mix_img_transforms import Mosaic
+
+    batch = dict(np.load(args.batch))
+    cx, cy = (int(v) for v in args.centre.split(","))
+    side = args.side
+    # the centre is int(uniform * side): answer the middle of the pixel so the product truncates to it
+    mix_img_transforms.random = _ScriptedRandom(uniform=[(cx + 0.5) / side, (cy + 0.5) / side])
+    mosaic = Mosaic(img_scale=(side, side), pad_val=114.0)  # no pre_transform: the partners come loaded
+    results = _pipeline_results(batch, 0)
+    results["mixed_data_list"] = [_pipeline_results(batch, i) for i in (1, 2, 3)]
+    results = mosaic.apply_mix(results)
+    _save_results(args.out, results)
+    print(json.dumps(dict(shape=list(results["img"].shape))))
+
+
+def cmd_random_affine(args):
+    from mmpose.datasets.transforms import BottomupRandomAffine
+
+    batch = dict(np.load(args.batch))
+    side = args.side
+    if args.stage2:  # train_pipeline_stage2's settings
+        affine = BottomupRandomAffine(
+            input_size=(side, side),
+            shift_prob=0,
+            rotate_prob=0,
+            scale_prob=0,
+            scale_type="long",
+            pad_val=(114, 114, 114),
+            bbox_keep_corner=False,
+            clip_border=True,
+        )
+    else:  # train_pipeline_stage1's settings, the draw given
+        affine = BottomupRandomAffine(
+            input_size=(side, side),
+            shift_factor=0.1,
+            rotate_factor=10,
+            scale_factor=(0.75, 1.0),
+            pad_val=114,
+            distribution="uniform",
+            transform_mode="perspective",
+            bbox_keep_corner=False,
+            clip_border=True,
+        )
+        draw = json.loads(args.draw)
+        params = (
+            np.array(draw["shift_xy"]),
+            np.array([draw["scale"]]),
+            float(draw["rotation_deg"]),
+            np.array(draw["shear_deg"]),
+        )
+        affine._get_transform_params = lambda: params
+    results = affine.transform(_pipeline_results(batch, 0))
+    _save_results(args.out, results)
+    print(json.dumps(dict(warp_mat=np.asarray(results["warp_mat"]).tolist())))
+
+
+def cmd_mixup(args):
+    from mmpose.datasets.transforms import mix_img_transforms
+    from mmpose.datasets.transforms.mix_img_transforms import YOLOXMixUp
+
+    batch = dict(np.load(args.batch))
+    draw = json.loads(args.draw)
+    dx, dy = draw["offset_xy"]
+    # apply_mix calls uniform (jitter, then the flip: flipped when > 0.5) and randint (dy, then dx)
+    mix_img_transforms.random = _ScriptedRandom(
+        uniform=[draw["jitter"], 1.0 if draw["flip"] else 0.0], randint=[dy, dx]
+    )
+    side = args.side
+    mixup = YOLOXMixUp(img_scale=(side, side), ratio_range=(0.8, 1.6), pad_val=114.0)
+    results = _pipeline_results(batch, 0)
+    results["mixed_data_list"] = [_pipeline_results(batch, 1)]
+    results = mixup.apply_mix(results)
+    _save_results(args.out, results)
+    print(json.dumps(dict(shape=list(results["img"].shape))))
+
+
+def cmd_filter_annotations(args):
+    from mmpose.datasets.transforms import FilterAnnotations
+
+    batch = dict(np.load(args.batch))
+    results = FilterAnnotations(by_kpt=True, by_box=True, keep_empty=False).transform(_pipeline_results(batch, 0))
+    _save_results(args.out, results)
+    print(json.dumps(dict(kept=len(results["bbox"]))))
+
+
+def cmd_batch_resize(args):
+    from mmengine import MessageHub
+    from mmengine.structures import InstanceData
+    from mmpose.models.data_preprocessors import BatchSyncRandomResize
+    from mmpose.structures import PoseDataSample
+
+    batch = dict(np.load(args.batch))
+    inputs = torch.from_numpy(batch["inputs"])
+    samples = []
+    for i in range(inputs.shape[0]):
+        sample = PoseDataSample(metainfo=dict(img_shape=tuple(inputs.shape[-2:]), pad_shape=tuple(inputs.shape[-2:])))
+        labels = InstanceData()
+        for key in ("bboxes", "keypoints", "areas"):
+            labels.set_field(torch.from_numpy(batch[f"img{i}_{key}"].copy()), key)
+        sample.gt_instance_labels = labels
+        samples.append(sample)
+    MessageHub.get_instance("rtmo-parity").update_info("iter", 1)  # iteration 1 of interval 1 draws anew after
+    resize = BatchSyncRandomResize(random_size_range=(480, 800), size_divisor=32, interval=1)
+    resize._input_size = tuple(int(v) for v in args.size.split(","))
+    outputs, samples = resize(inputs, samples)
+    arrays = dict(inputs=outputs.numpy())
+    for i, sample in enumerate(samples):
+        for key in ("bboxes", "keypoints", "areas"):
+            arrays[f"img{i}_{key}"] = sample.gt_instance_labels.get(key).numpy()
+    np.savez(args.out, **arrays)
+    print(json.dumps(dict(shape=list(outputs.shape))))
+
+
+# --------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1371,6 +1553,29 @@ def main(argv=None):
     p = sub.add_parser("random-flip")
     p.add_argument("--batch", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("mosaic")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--centre", required=True, help="x,y pixels")
+    p.add_argument("--side", type=int, default=640)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("random-affine")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--side", type=int, default=640)
+    p.add_argument("--draw", default=None, help="JSON: shift_xy, scale, rotation_deg, shear_deg")
+    p.add_argument("--stage2", action="store_true")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("mixup")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--side", type=int, default=640)
+    p.add_argument("--draw", required=True, help="JSON: jitter, flip, offset_xy")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("filter-annotations")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("batch-resize")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--size", required=True, help="H,W")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("lr-schedule")
     model_args(p)
     p.add_argument("--epochs", type=int, required=True)
@@ -1395,6 +1600,11 @@ def main(argv=None):
             "lr-schedule": cmd_lr_schedule,
             "random-flip": cmd_random_flip,
             "hsv": cmd_hsv,
+            "mosaic": cmd_mosaic,
+            "random-affine": cmd_random_affine,
+            "mixup": cmd_mixup,
+            "filter-annotations": cmd_filter_annotations,
+            "batch-resize": cmd_batch_resize,
             "bench-train": cmd_bench_train,
         },
     )[args.cmd](args)

@@ -199,12 +199,18 @@ def _warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, 
     return cv2.getAffineTransform(src, dst)
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int], *, name: str = "image") -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray, input_size: tuple[int, int], *, name: str = "image", out: np.ndarray | None = None
+) -> tuple[np.ndarray, Letterbox]:
     """Fit ``image`` (uint8 HxWx3, checked as :func:`validate_frame` does, ``name`` in errors) into ``input_size``
     (w, h), centred, padded with 114, one bilinear warp.
 
+    Args:
+        out: a C-contiguous uint8 (h, w, 3) array to write the canvas into (a batch's row: no copy to stack them).
+
     Returns:
-        The network input canvas (uint8, h x w x 3) and the ``Letterbox`` needed to map results back.
+        The network input canvas (uint8, h x w x 3; ``out`` when given) and the ``Letterbox`` needed to map results
+        back.
     """
     image = validate_frame(image, max_pixels=np.iinfo(np.int64).max, name=name)
     img_h, img_w = image.shape[:2]
@@ -215,14 +221,18 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], *, name: str = "im
     center = np.array([img_w / 2, img_h / 2], dtype=np.float32)
     scale = np.array([img_w * pad_w / rsz_w, img_h * pad_h / rsz_h], dtype=np.float32)
     matrix = _warp_matrix(center, scale, (pad_w, pad_h))
-    canvas = _translated(image, matrix, (pad_w, pad_h))
-    if canvas is None:
-        canvas = cv2.warpAffine(image, matrix, (pad_w, pad_h), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
-    return canvas, Letterbox(center=center, scale=scale, input_size=(pad_w, pad_h))
+    if out is None:
+        out = np.empty((pad_h, pad_w, 3), np.uint8)
+    elif out.shape != (pad_h, pad_w, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out: {out.dtype} {out.shape}; accepted: C-contiguous uint8 {(pad_h, pad_w, 3)}")
+    if not _translated(image, matrix, out):
+        cv2.warpAffine(image, matrix, (pad_w, pad_h), dst=out, flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
+    return out, Letterbox(center=center, scale=scale, input_size=(pad_w, pad_h))
 
 
-def _translated(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
-    """The warp when it is a translation by whole or half pixels, computed without warpAffine; None otherwise.
+def _translated(image: np.ndarray, matrix: np.ndarray, canvas: np.ndarray) -> bool:
+    """Write the warp into ``canvas`` when it is a translation by whole or half pixels, without warpAffine; False
+    (nothing written) otherwise.
 
     Scale 1 is the letterbox of every image whose longer side is the input size (VGA and COCO's 640-pixel photos
     into 640). A whole-pixel shift samples the source pixels themselves: a copy into the padding. A half-pixel shift
@@ -233,16 +243,21 @@ def _translated(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     # getAffineTransform leaves ~1e-16 of rounding; warpAffine's 1/1024-pixel fixed point cannot see it.
     doubled = np.round(matrix[:, 2] * 2)
     if not np.allclose(matrix, np.column_stack([np.eye(2), doubled / 2]), rtol=0, atol=1e-9):
-        return None
+        return False
     half_x, half_y = (int(d) % 2 == 1 for d in doubled)
     if half_x and half_y:  # not a letterbox at scale 1 (only one side is padded); warpAffine does it
-        return None
+        return False
     x0, y0 = (int(d) // 2 for d in doubled)  # floor: with a half shift, the first sample straddles the edge
     height, width = image.shape[:2]
     covered_w, covered_h = width + half_x, height + half_y
-    if x0 < 0 or y0 < 0 or x0 + covered_w > size[0] or y0 + covered_h > size[1]:
-        return None
-    canvas = np.full((size[1], size[0], 3), PAD_VALUE, dtype=np.uint8)
+    size_h, size_w = canvas.shape[:2]
+    if x0 < 0 or y0 < 0 or x0 + covered_w > size_w or y0 + covered_h > size_h:
+        return False
+    # only the padding is filled: the image's region is written once
+    canvas[:y0] = PAD_VALUE
+    canvas[y0 + covered_h :] = PAD_VALUE
+    canvas[y0 : y0 + covered_h, :x0] = PAD_VALUE
+    canvas[y0 : y0 + covered_h, x0 + covered_w :] = PAD_VALUE
     region = canvas[y0 : y0 + covered_h, x0 : x0 + covered_w]
     if half_y:
         _midpoints(image, region)
@@ -250,7 +265,7 @@ def _translated(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
         _midpoints(image.swapaxes(0, 1), region.swapaxes(0, 1))
     else:
         region[...] = image
-    return canvas
+    return True
 
 
 def _midpoints(image: np.ndarray, out: np.ndarray) -> None:
@@ -270,5 +285,7 @@ def unletterbox(points: np.ndarray, box: Letterbox) -> np.ndarray:
 
 def letterbox_batch(pictures: Sequence[np.ndarray], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Letterbox every picture of a batch: ``(B, h, w, 3)`` uint8 network inputs and ``(B, 6)`` letterboxes."""
-    boxed = [letterbox(picture, input_size) for picture in pictures]
-    return np.stack([canvas for canvas, _ in boxed]), np.stack([box.as_array() for _, box in boxed])
+    width, height = input_size
+    canvases = np.empty((len(pictures), height, width, 3), np.uint8)
+    boxes = [letterbox(picture, input_size, out=canvases[i])[1] for i, picture in enumerate(pictures)]
+    return canvases, np.stack([box.as_array() for box in boxes])

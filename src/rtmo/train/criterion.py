@@ -6,6 +6,8 @@ positives is not all-reduced across GPUs.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -163,7 +165,8 @@ class RTMOCriterion(nn.Module):
             cc_keypoints = None
             if weights.mle > 0:
                 pos_vecs = flat_pose.reshape(-1, flat_pose.shape[-1])[positive]
-                cc_keypoints, heatmaps, spreads = head.dcc.forward_train(pos_vecs, bbox_cs, pos_priors[:, :2])
+                with _running_statistics_if_single(head.dcc, rows=len(pos_vecs)):
+                    cc_keypoints, heatmaps, spreads = head.dcc.forward_train(pos_vecs, bbox_cs, pos_priors[:, :2])
                 target_maps = head.dcc.target_heatmaps(kpt_targets, bbox_cs, spreads, pos_areas)
                 terms["loss_mle"] = weights.mle * mle_cc_loss(heatmaps, target_maps, vis_targets).mean()
             if stage.proxy_target_cc:
@@ -218,3 +221,20 @@ def _encode_boxes(boxes: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     centers = (boxes[:, :2] + boxes[:, 2:]) / 2.0
     sizes = boxes[:, 2:] - boxes[:, :2]
     return torch.cat(((centers - priors[:, :2]) / priors[:, 2:], torch.log(sizes / priors[:, 2:] + 1e-8)), dim=-1)
+
+
+@contextlib.contextmanager
+def _running_statistics_if_single(module: nn.Module, *, rows: int) -> Iterator[None]:
+    """Batch statistics of one row do not exist (MMPose's BatchNorm1d raises there, ending the run): for a batch with
+    a single positive, the DCC's BatchNorm layers use their running statistics instead, and leave them as they are."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if rows != 1 or not norms:
+        yield
+        return
+    for norm in norms:
+        norm.eval()
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.train()

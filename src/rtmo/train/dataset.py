@@ -99,10 +99,27 @@ class Sample:
     keypoints_visible: np.ndarray
     areas: np.ndarray
 
+    def load_image(self) -> np.ndarray:
+        """The image, (H, W, 3) uint8 BGR."""
+        image = cv2.imread(str(self.image_path))
+        if image is None:
+            raise DatasetError(f"image {self.image_path} (id {self.image_id}): cannot be decoded")
+        return image
+
+    def targets(self) -> dict[str, np.ndarray]:
+        """The people in image pixels as the ``ImageTargets`` fields (fresh arrays: transforms may change them)."""
+        return dict(
+            bboxes=self.bboxes.copy(),
+            labels=np.zeros(len(self.bboxes), np.int64),
+            keypoints=self.keypoints.copy(),
+            keypoints_visible=self.keypoints_visible.copy(),
+            areas=self.areas.copy(),
+        )
+
     def letterboxed(self, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The image fitted into ``size``² (centred, padded with 114, the serving letterbox: the recipe's last
         stage without its random parts) and the targets moved along: ``(H, W, 3) uint8`` and ImageTargets fields."""
-        image = cv2.imread(str(self.image_path))
+        image = self.load_image()
         canvas, box = letterbox(image, (size, size), name=str(self.image_path))
         factor = np.asarray(box.input_size, np.float64) / box.scale
         offset = 0.5 * box.scale - box.center
@@ -225,7 +242,8 @@ class CocoKeypointDataset:
                         f"{where}: box [x {x:g}, y {y:g}, w {w:g}, h {h:g}] outside the {width:g}x{height:g} image"
                     )
                     continue
-                boxes.append([x, y, x + w, y + h])
+                # clipped to the last pixel row and column, as MMPose's CocoDataset reads boxes
+                boxes.append(np.clip([x, y, x + w, y + h], 0, [width - 1, height - 1] * 2))
                 keypoints.append(points[:, :2])
                 visible.append(np.minimum(points[:, 2], 1))
                 areas.append(float(ann.get("area") or w * h))

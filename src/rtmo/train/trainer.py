@@ -1,12 +1,10 @@
 """The training loop of ``rtmo train``: MMPose's RTMO recipe on one device.
 
-Per iteration: letterboxed batch (YOLOX HSV jitter, random horizontal flip with the flip pairs),
-``RTMOCriterion`` at the current stage, backward, gradient clipping at 0.1, AdamW step with the scheduled lr, EMA
-update. The stage switches at the scaled epochs of the two mode-switch hooks. Validation scores the EMA model with
-the COCO evaluator.
-
-Not (yet) in the loop, unlike MMPose's stage 1: Mosaic, random affine, MixUp and the batch-synchronised
-random resize; every stage trains on the serving letterbox at one input size (``--input-size``).
+Per iteration: a batch through the stage's data pipeline (``rtmo.train.pipeline``: Mosaic, perspective, MixUp,
+HSV, flip in stage 1; the centred fit, HSV, flip from the YOLOX-Pose switch), padded to 32 and randomly resized
+(``BatchSyncRandomResize``), ``RTMOCriterion`` at the current stage, backward, gradient clipping at 0.1, AdamW step
+with the scheduled lr, EMA update. The stage switches at the scaled epochs of the two mode-switch hooks.
+Validation scores the EMA model with the COCO evaluator.
 """
 
 from __future__ import annotations
@@ -23,14 +21,14 @@ import torch
 
 from rtmo.checkpoint_pickle import safe_torch_load
 from rtmo.model import RTMO
-from rtmo.train.augment import apply_hsv, flip_horizontally, hsv_gains
+from rtmo.train.batch_resize import BatchSyncRandomResize
 from rtmo.train.checkpoints import initial_model, reinitialised_layers, write_checkpoint
 from rtmo.train.criterion import LOSS_TERMS, RTMOCriterion, Stage
-from rtmo.train.dataset import CocoKeypointDataset, KeypointSet, Sample
+from rtmo.train.dataset import CocoKeypointDataset, KeypointSet
 from rtmo.train.ema import ExpMomentumEMA
 from rtmo.train.optim import BASE_LR, build_optimizer, clip_gradients
+from rtmo.train.pipeline import FLIP_PROB, make_batch, recipe_for
 from rtmo.train.schedule import RecipeSchedule
-from rtmo.train.targets import ImageTargets
 
 __all__ = ["TrainOptions", "train"]
 
@@ -55,7 +53,9 @@ class TrainOptions:
     lr: float = BASE_LR
     device: str = "cpu"
     seed: int = 0
-    flip_prob: float = 0.5
+    flip_prob: float = FLIP_PROB
+    strong_augmentation: bool = True  # False: stage 2's pipeline (no Mosaic, affine, MixUp) in every epoch
+    random_resize: bool = True  # BatchSyncRandomResize; False: every batch at the input size
     resume: bool = True
     max_iters: int | None = None  # stop early (tests, smoke runs)
     input_size: int | None = None  # training input side; None: the model's (416 tiny, 640 otherwise)
@@ -75,21 +75,6 @@ class TrainOptions:
             raise ValueError(f"TrainOptions.input_size: got {self.input_size}; accepted: a multiple of 32, >= 64")
         if (self.val_annotations is None) != (self.val_images is None):
             raise ValueError("TrainOptions.val_annotations / val_images: give both or neither")
-
-
-def make_batch(
-    samples: list[Sample], size: int, keypoint_set: KeypointSet, rng: np.random.Generator, *, flip_prob: float
-) -> tuple[torch.Tensor, list[ImageTargets]]:
-    canvases, targets = [], []
-    for sample in samples:
-        canvas, arrays = sample.letterboxed(size)
-        canvas = apply_hsv(canvas, hsv_gains(rng))
-        if rng.random() < flip_prob:
-            canvas, arrays = flip_horizontally(canvas, arrays, keypoint_set.flip_indices)
-        canvases.append(canvas)
-        targets.append(ImageTargets(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}))
-    images = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).float().contiguous()
-    return images, targets
 
 
 def stage_at(epoch: int, schedule: RecipeSchedule) -> Stage:
@@ -162,6 +147,14 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
     )
     rng = np.random.default_rng(options.seed + start_epoch)
     size = options.input_size or model.config.input_size
+    recipe = recipe_for(model.config.backbone_config.size, size, flip_prob=options.flip_prob)
+    resize = BatchSyncRandomResize(size_range=recipe.resize_range)
+    low, high = recipe.resize_range
+    say(
+        f"data pipeline: {recipe.steps(strong=options.strong_augmentation)}; from epoch "
+        f"{schedule.yoloxpose_switch_epoch + 1}: {recipe.steps(strong=False)}; batches padded to 32"
+        + (f", resized within {low}-{high} px" if options.random_resize else "")
+    )
     iteration = start_epoch * iters_per_epoch
     for epoch in range(start_epoch, options.epochs):
         stage = stage_at(epoch, schedule)
@@ -170,8 +163,12 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
         for batch_index in range(iters_per_epoch):
             if options.max_iters is not None and iteration >= options.max_iters:
                 break
-            chosen = [dataset.samples[i] for i in order[batch_index * options.batch_size :][: options.batch_size]]
-            images, targets = make_batch(chosen, size, keypoint_set, rng, flip_prob=options.flip_prob)
+            chosen = order[batch_index * options.batch_size :][: options.batch_size]
+            # YOLOXPoseModeSwitchHook turns on the aux loss and turns off Mosaic, MixUp and the random affine
+            strong = options.strong_augmentation and not stage.use_aux_loss
+            images, targets = make_batch(dataset, chosen, rng, recipe, strong=strong)
+            if options.random_resize:
+                images, targets = resize(images, targets, iteration=iteration, rng=rng)
             for group, lrs in zip(optimizer.param_groups, group_lrs):
                 group["lr"] = lrs[iteration]
             model.train()
