@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,6 +22,7 @@ from rtmo.serving.cpu import cpu_server
 from rtmo.serving.tritonserver import TritonServer, free_ports
 from rtmo_bench.synthetic_video import identities, synthetic_video
 from rtmo_client import InvalidInputError, TracksLostError
+from rtmo_client.transport import AsyncGrpcTransport, GrpcTransport, channel_options
 from rtmo_contract import TRACK_MODEL, TrackingParameters
 from rtmo_serving import PHOTOS, build_cpu_repository
 
@@ -85,8 +90,16 @@ def test_interleaved_streams_get_the_ids_each_gets_alone(rtmo_server: TritonServ
         for _ in range(12):
             together_a.append(next(a))
             together_b.append(next(b))
+        with ThreadPoolExecutor(2) as pool:  # each thread its video, at once, over one client
+            threaded = list(
+                pool.map(
+                    lambda clip: ids_of(list(client.track(clip, channels="bgr", tracking=TRACKING, **DETECTION))),
+                    [first, other],
+                )
+            )
     assert any(any(ids) for ids in alone_a) and any(any(ids) for ids in alone_b)
     assert ids_of(together_a) == alone_a and ids_of(together_b) == alone_b
+    assert threaded == [alone_a, alone_b]
 
 
 def test_async_streams_at_once_match_the_sync_ones(rtmo_server: TritonServer, video: list[np.ndarray]) -> None:
@@ -103,6 +116,110 @@ def test_async_streams_at_once_match_the_sync_ones(rtmo_server: TritonServer, vi
 
     first, second = asyncio.run(both())
     assert ids_of(first) == alone and ids_of(second) == alone and first[0].stream_id != second[0].stream_id
+
+
+class CountingTransport(GrpcTransport):
+    """The real blocking transport, counting the streams it opens and its unary inference calls."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, creds=None, channel_args=channel_options())
+        self.streams = 0
+        self.unary = 0
+
+    def open_stream(self, **options: Any) -> Any:
+        self.streams += 1
+        return super().open_stream(**options)
+
+    def infer(self, *args: Any, **kwargs: Any) -> Any:
+        self.unary += 1
+        return super().infer(*args, **kwargs)
+
+
+class AsyncCountingTransport(AsyncGrpcTransport):
+    """The same for the asyncio transport."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, channel_args=channel_options())
+        self.streams = 0
+        self.unary = 0
+
+    async def open_stream(self, **options: Any) -> Any:
+        self.streams += 1
+        return await super().open_stream(**options)
+
+    async def infer(self, *args: Any, **kwargs: Any) -> Any:
+        self.unary += 1
+        return await super().infer(*args, **kwargs)
+
+
+def tracked_frames(server: TritonServer, *, at_least: int = 0) -> int:
+    """How many requests rtmo_track has answered successfully since the server started.
+
+    Triton counts a request just after answering it: wait (5 s at most) for ``at_least``, then a little more, so
+    that a request sent beyond those expected would be counted too."""
+    with grpcclient.InferenceServerClient(server.urls.grpc) as connection:
+
+        def count() -> int:
+            stats = connection.get_inference_statistics(TRACK_MODEL, as_json=True)["model_stats"][0]
+            return int(stats["inference_stats"].get("success", {}).get("count", 0))
+
+        deadline_s = time.monotonic() + 5.0
+        while count() < at_least and time.monotonic() < deadline_s:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        return count()
+
+
+def test_the_frames_of_a_video_go_over_one_grpc_stream(rtmo_server: TritonServer, video: list[np.ndarray]) -> None:
+    sync = CountingTransport(rtmo_server.urls.grpc)
+    before = tracked_frames(rtmo_server)
+    with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60, transport=sync) as client:
+        results = list(client.track(video[:10], channels="bgr", tracking=TRACKING, **DETECTION))
+    assert [r.frame_index for r in results] == list(range(10))
+    assert (sync.streams, sync.unary) == (1, 0) and tracked_frames(rtmo_server, at_least=before + 10) - before == 10
+
+    async def two_videos() -> tuple[AsyncCountingTransport, list[list[rtmo_client.TrackedResult]]]:
+        transport = AsyncCountingTransport(rtmo_server.urls.grpc)
+        async with rtmo_client.AsyncClient(rtmo_server.urls.grpc, timeout_s=60, transport=transport) as client:
+
+            async def one() -> list[rtmo_client.TrackedResult]:
+                return [r async for r in client.track(video[:6], channels="bgr", tracking=TRACKING, **DETECTION)]
+
+            return transport, list(await asyncio.gather(one(), one()))
+
+    before = tracked_frames(rtmo_server)
+    transport, (first, second) = asyncio.run(two_videos())
+    assert (transport.streams, transport.unary) == (2, 0)
+    assert tracked_frames(rtmo_server, at_least=before + 12) - before == 12
+    assert ids_of(first) == ids_of(second) == ids_of(results[:6])
+
+
+def test_an_early_break_frees_the_sequence_and_the_id_starts_again_cleanly(
+    rtmo_server: TritonServer, video: list[np.ndarray]
+) -> None:
+    with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60) as client:
+        alone = ids_of(list(client.track(video[:4], channels="bgr", tracking=TRACKING, **DETECTION)))
+        for result in client.track(video[:8], stream_id=4242, channels="bgr", tracking=TRACKING, **DETECTION):
+            if result.frame_index == 2:
+                break
+        with grpcclient.InferenceServerClient(rtmo_server.urls.grpc) as connection:
+            with pytest.raises(InferenceServerException, match="sequence 4242 .*must specify the START flag"):
+                _send(connection, video[3], 4242)  # the server ended it at the break, not after its idle timeout
+        again = ids_of(list(client.track(video[:4], stream_id=4242, channels="bgr", tracking=TRACKING, **DETECTION)))
+
+    async def break_early() -> None:
+        async with rtmo_client.AsyncClient(rtmo_server.urls.grpc, timeout_s=60) as client:
+            tracked = client.track(video[:8], stream_id=4343, channels="bgr", tracking=TRACKING, **DETECTION)
+            async with contextlib.aclosing(tracked):
+                async for result in tracked:
+                    if result.frame_index == 1:
+                        break
+
+    asyncio.run(break_early())
+    with grpcclient.InferenceServerClient(rtmo_server.urls.grpc) as connection:
+        with pytest.raises(InferenceServerException, match="sequence 4343 .*must specify the START flag"):
+            _send(connection, video[2], 4343)
+    assert again == alone
 
 
 def _send(connection: grpcclient.InferenceServerClient, frame: np.ndarray, sequence: int, **flags: object) -> object:
@@ -135,6 +252,31 @@ def test_bad_sequences_are_invalid_argument_and_other_streams_go_on(
                 _send(connection, video[2], 555)  # after END
         got += list(bystander)
     assert ids_of(got) == alone
+
+
+def test_refused_frames_on_many_streams_at_once_leave_the_server_up(
+    rtmo_server: TritonServer, video: list[np.ndarray]
+) -> None:
+    """Refusals inside streams from concurrent videos. With Triton's triton_grpc_error header (statuses on the
+    stream) Triton 2.51 crashed (SIGSEGV) after a few dozen of them; the SDK does without it (rtmo_client.grpc_stream).
+    """
+    frame, resized = video[0], video[1][:320]
+
+    def refused_videos(_: int) -> int:
+        with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60) as client:
+            for _ in range(5):
+                with pytest.raises(InvalidInputError, match="320 pixels"):
+                    list(client.track([frame, resized, frame], channels="bgr"))
+                with pytest.raises(InvalidInputError, match="score_threshold"):
+                    list(client.track([frame], channels="bgr", score_threshold=5.0))
+        return 10
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(refused_videos, range(8))) == 80
+    with rtmo_client.Client(rtmo_server.urls.grpc, timeout_s=60) as client:
+        assert len(list(client.track(video[:3], channels="bgr", tracking=TRACKING, **DETECTION))) == 3
+    log = rtmo_server.log_file
+    assert rtmo_server.is_running() and log is not None and "Signal (11)" not in log.read_text()
 
 
 def _unchecked(**fields: object) -> TrackingParameters:

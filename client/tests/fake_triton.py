@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
+from rtmo_client.grpc_stream import StreamRefusal
+
 KEYPOINT_NAMES = [
     "nose",
     "left_eye",
@@ -132,6 +134,42 @@ def people_by_row_count(request: Request) -> FakeResult:
     return FakeResult(outputs_for([row + 1 for row in range(request.shape[0])], image_sizes=image_sizes(request)))
 
 
+class FakeStream:
+    """Implements :class:`rtmo_client.transport.SyncStream` on a fake transport: each request is answered by its
+    ``infer`` when sent, in order. As Triton does, a refused request is answered in-band without a status (a
+    :class:`StreamRefusal`) and the stream goes on; UNAVAILABLE and DEADLINE_EXCEEDED end the call."""
+
+    def __init__(self, transport: FakeTransport, headers: dict[str, str] | None) -> None:
+        self.transport = transport
+        self.headers = headers
+        self.answers: list[Any] = []
+        self.sent = 0
+        self.broken = False
+        self.closed = False
+
+    def send(self, model_name: str, inputs: list[Any], **kwargs: Any) -> None:
+        if self.closed or self.broken:
+            raise InferenceServerException(msg="The stream is no longer in valid state")
+        self.sent += 1
+        try:
+            self.answers.append(self.transport.infer(model_name, inputs, **kwargs))
+        except InferenceServerException as failed:
+            if str(failed.status()).endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED")):
+                self.answers.append(failed)
+                self.broken = True
+            else:
+                self.answers.append(StreamRefusal(msg=failed.message()))
+
+    def receive(self, *, timeout_s: float | None = None) -> Any:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class FakeTransport:
     """Implements :class:`rtmo_client.transport.SyncTransport`; ``failures`` are raised by the next calls first."""
@@ -143,6 +181,7 @@ class FakeTransport:
     registered: dict[str, tuple[str, int]] = field(default_factory=dict)
     register_error: InferenceServerException | None = None
     calls: list[str] = field(default_factory=list)
+    streams: list[FakeStream] = field(default_factory=list)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -220,8 +259,36 @@ class FakeTransport:
         self.calls.append(f"unregister:{name}")
         self.registered.pop(name, None)
 
+    def open_stream(self, *, headers: dict[str, str] | None = None) -> FakeStream:
+        self.calls.append("open_stream")
+        stream = FakeStream(self, headers)
+        self.streams.append(stream)
+        return stream
+
     def close(self) -> None:
         self.closed = True
+
+
+class FakeAsyncStream:
+    """A :class:`FakeStream` behind awaitables, answering after the transport's ``delay_s``."""
+
+    def __init__(self, transport: FakeAsyncTransport, stream: FakeStream) -> None:
+        self.transport = transport
+        self.stream = stream
+        self.delays: list[float] = []
+
+    async def send(self, model_name: str, inputs: list[Any], **kwargs: Any) -> None:
+        if self.transport.delay_s is not None:
+            self.delays.append(self.transport.delay_s(self.transport.sync.decode(model_name, inputs, **kwargs)))
+        self.stream.send(model_name, inputs, **kwargs)
+
+    async def receive(self, *, timeout_s: float | None = None) -> Any:
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        return self.stream.receive(timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        self.stream.close()
 
 
 class FakeAsyncTransport:
@@ -261,6 +328,9 @@ class FakeAsyncTransport:
 
     async def unregister_system_shared_memory(self, name: str = "", **kwargs: Any) -> None:
         self.sync.unregister_system_shared_memory(name, **kwargs)
+
+    async def open_stream(self, *, headers: dict[str, str] | None = None) -> FakeAsyncStream:
+        return FakeAsyncStream(self, self.sync.open_stream(headers=headers))
 
     async def close(self) -> None:
         self.sync.close()

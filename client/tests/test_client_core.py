@@ -19,8 +19,8 @@ from fake_triton import FakeAsyncTransport, FakeTransport, error
 
 import rtmo_client
 from rtmo_client import RetryPolicy, _base
-from rtmo_client._effects import Call, Method, Operation, Sleep, Steps, call
-from rtmo_client.transport import AsyncTransport, SyncTransport
+from rtmo_client._effects import Call, Method, Operation, Sleep, Steps, StreamMethod, call
+from rtmo_client.transport import AsyncStream, AsyncTransport, SyncStream, SyncTransport
 
 PHOTO = Path(__file__).resolve().parents[2] / "data" / "photos" / "000000196141.jpg"
 BACKOFF = RetryPolicy(max_retries=3, initial_backoff_s=0.001, max_backoff_s=0.004, multiplier=2.0, jitter=False)
@@ -221,3 +221,9 @@ def test_steps_raise_what_the_operation_does_not_handle_after_its_cleanup() -> N
             with steps.outcome():
                 raise KeyboardInterrupt
     assert cleaned == [True]
+
+
+def test_every_stream_effect_method_is_a_method_of_both_stream_protocols() -> None:
+    for name in get_args(StreamMethod):
+        assert callable(getattr(SyncStream, name))
+        assert inspect.iscoroutinefunction(getattr(AsyncStream, name))

@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 from fake_triton import FakeAsyncTransport, FakeTransport, error
 
 import rtmo_client
-from rtmo_client import RetryPolicy
+from rtmo_client import RetryPolicy, transport
 from rtmo_client.cli._common import urls
 from rtmo_client.endpoints import Pin, Targets, resolve_addresses
 from rtmo_client.transport import channel_options
@@ -156,7 +156,7 @@ def test_a_dns_target_builds_one_round_robin_channel(monkeypatch: pytest.MonkeyP
         made.append((url, dict(kwargs["channel_args"])))
         return FakeTransport()
 
-    monkeypatch.setattr(grpcclient, "InferenceServerClient", fake_client)
+    monkeypatch.setattr(transport, "GrpcTransport", fake_client)
     rtmo_client.Client("dns:///rtmo-grpc.default.svc:8001")
     rtmo_client.Client(["a:8001", "b:8001"])
     assert [url for url, _ in made] == ["dns:///rtmo-grpc.default.svc:8001", "a:8001", "b:8001"]
@@ -177,7 +177,7 @@ def test_streams_on_a_dns_target_pin_to_one_resolved_address_each(monkeypatch: p
         assert (host, port) == ("rtmo-grpc", 8001)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"10.0.0.{i}", port)) for i in (1, 2, 3)]
 
-    monkeypatch.setattr(grpcclient, "InferenceServerClient", fake_client)
+    monkeypatch.setattr(transport, "GrpcTransport", fake_client)
     monkeypatch.setattr(socket, "getaddrinfo", pods)
     client = rtmo_client.Client("dns:///rtmo-grpc:8001")
     client.model_info()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from fake_triton import FakeAsyncTransport, FakeResult, FakeTransport, error, outputs_for
 
-from rtmo_client import AsyncClient, Client, InvalidInputError, TrackedPerson, TracksLostError
+from rtmo_client import AsyncClient, Client, InvalidInputError, RTMOClientError, TrackedPerson, TracksLostError
 from rtmo_client.cli import _common, main
 from rtmo_client.draw_tracks import draw_tracks, track_color
 from rtmo_contract import TRACK_MODEL, TrackingParameters
@@ -115,7 +116,9 @@ def test_restart_on_loss_restarts_the_sequence_and_marks_the_result() -> None:
         rest = list(stream)
     assert [r.restarted for r in (first, *rest)] == [False, True, False, False]
     assert rest[0].people[0].track_id == 11  # a fresh numbering, flagged, not silently continued
-    assert server.flags[1:3] == [(9, False, False), (9, True, False)]
+    # Refused on the stream without a status, asked again as a unary call (its status), restarted on the stream.
+    assert server.flags[1:4] == [(9, False, False), (9, False, False), (9, True, False)]
+    assert [s.sent for s in server.streams] == [5]
 
 
 def test_a_frame_of_another_size_is_invalid_input_not_lost_tracks() -> None:
@@ -211,3 +214,85 @@ def test_a_tracked_video_stays_on_the_server_holding_its_tracks() -> None:
         with pytest.raises(TracksLostError, match="stream 3"):
             next(video)
     assert servers[1].flags[-1] == (3, False, False)  # the retry went to b, which refused a sequence it never saw
+
+
+def test_every_frame_of_a_video_goes_over_one_stream_closed_after_end() -> None:
+    server = SequenceServer()
+    with Client(transport=server) as client:
+        a, b = (
+            client.track(frames(3), stream_id=1, channels="bgr"),
+            client.track(frames(2), stream_id=2, channels="bgr"),
+        )
+        next(a), next(b)
+        assert [s.closed for s in server.streams] == [False, False]  # each video its own stream, open while it runs
+        list(a), list(b)
+    assert [s.sent for s in server.streams] == [3, 2] and all(s.closed for s in server.streams)
+    assert [request.shape[0] for request in server.requests] == [1] * 5  # one frame a request, nothing else sent
+
+
+def test_an_early_break_ends_the_sequence_with_its_last_frame_and_closes_the_stream() -> None:
+    server = SequenceServer()
+    with Client(transport=server) as client:
+        for result in client.track(frames(5), stream_id=5, channels="bgr"):
+            if result.frame_index == 1:
+                break
+        assert server.live == {} and server.streams[0].closed  # freed at once, not after the idle timeout
+        assert server.flags == [(5, True, False), (5, False, False), (5, False, True)]
+        assert np.array_equal(server.requests[2].array, server.requests[1].array)  # END carried the last frame again
+        again = list(client.track(frames(2), stream_id=5, channels="bgr"))  # the same id starts cleanly
+    assert [r.frame_index for r in again] == [0, 1] and server.flags[3:] == [(5, True, False), (5, False, True)]
+
+
+def test_a_refused_frame_ends_the_sequence_it_leaves_behind() -> None:
+    server = SequenceServer()
+    with Client(transport=server) as client:
+        stream = client.track([*frames(2), *frames(1, (32, 32)), *frames(1)], stream_id=3, channels="bgr")
+        next(stream), next(stream)
+        with pytest.raises(InvalidInputError):
+            next(stream)
+    # The refused frame left its stream open; END went on it with the last frame the server tracked.
+    assert server.flags[-1] == (3, False, True) and server.live == {} and len(server.flags) == 5
+    assert [s.sent for s in server.streams] == [4] and all(s.closed for s in server.streams)
+
+
+def test_lost_tracks_are_not_ended_again_and_a_restart_goes_on_over_the_same_stream() -> None:
+    server = SequenceServer()
+    with Client(transport=server, retries=0) as client:
+        strict = client.track(frames(3), stream_id=1, channels="bgr")
+        forgiving = client.track(frames(3), stream_id=2, channels="bgr", restart_on_loss=True)
+        next(strict), next(forgiving)
+        server.live.clear()
+        with pytest.raises(TracksLostError):
+            next(strict)
+        assert [r.restarted for r in forgiving] == [True, False]
+    # Frame 1 went on the stream, then as a unary call for its status; no END for a sequence the server lost.
+    assert [f for f in server.flags if f[0] == 1] == [(1, True, False), (1, False, False), (1, False, False)]
+    assert [s.sent for s in server.streams] == [2, 4] and all(s.closed for s in server.streams)
+
+
+def test_closing_the_client_closes_the_streams_of_unfinished_videos() -> None:
+    server = SequenceServer()
+    client = Client(transport=server)
+    video = client.track(frames(4), channels="bgr")
+    next(video)
+    client.close()
+    assert server.streams[0].closed
+    with pytest.raises(RTMOClientError, match="this client is closed"):
+        next(video)
+    assert len(server.flags) == 1  # nothing sent after the close
+
+
+def test_async_early_close_ends_the_sequence_and_streams_stay_apart() -> None:
+    server = SequenceServer()
+
+    async def main() -> None:
+        async with AsyncClient(transport=FakeAsyncTransport(server, delay_s=lambda r: 0.001)) as client:
+            video = client.track(frames(5), stream_id=8, channels="bgr")
+            async with contextlib.aclosing(video):
+                async for result in video:
+                    if result.frame_index == 1:
+                        break
+
+    asyncio.run(main())
+    assert server.flags == [(8, True, False), (8, False, False), (8, False, True)] and server.live == {}
+    assert len(server.streams) == 1 and server.streams[0].closed

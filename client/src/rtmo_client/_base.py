@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from tritonclient.utils import InferenceServerException
 
-from rtmo_client._effects import Operation, Sleep, call
+from rtmo_client._effects import Operation, Sleep, call, stream_call
 from rtmo_client._shm import SERVER_FLAG_HINT, FramePool, Region, batch_bytes, frame_input_in
 from rtmo_client.endpoints import Pin, RoundRobin, Targets, resolve_addresses
 from rtmo_client.errors import (
@@ -98,6 +98,7 @@ class BaseClient:
         self.closed = False
         # Client is shared between threads; AsyncClient holds it across no await, so the loop never blocks on it.
         self._close_lock = threading.Lock()
+        self._open_streams: list[Any] = []  # the gRPC streams of tracked videos, closed with the client
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -349,18 +350,44 @@ class BaseClient:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
+    def keep_stream(self, stream: Any) -> bool:
+        """Remember an open stream, to close it with the client; False (not kept) if the client is closed."""
+        with self._close_lock:
+            if self.closed:
+                return False
+            self._open_streams.append(stream)
+            return True
+
+    def forget_stream(self, stream: Any) -> None:
+        """A stream that was closed on its own."""
+        with self._close_lock:
+            if stream in self._open_streams:
+                self._open_streams.remove(stream)
+
     def close(self) -> Operation[None]:
-        """Unregister and remove the shared memory regions, then close the transport; only the first call does."""
+        """Close the open streams, unregister and remove the shared memory regions, then close the transport; only
+        the first call does."""
         with self._close_lock:
             if self.closed:
                 return
             self.closed = True
+            streams, self._open_streams = self._open_streams, []
         try:
+            for stream in streams:
+                yield from close_stream(stream)
             if self.pool is not None:
                 for region in self.pool.regions():
                     yield from self._drop_region(region)
         finally:
             yield from close_all(len(self.targets.urls))
+
+
+def close_stream(stream: Any) -> Operation[None]:
+    """Close an open stream; a broken one may fail to, which changes nothing (it is gone either way)."""
+    try:
+        yield from stream_call(stream, "close")
+    except Exception as error:  # best effort: the stream is dropped whatever happens
+        LOGGER.debug("closing a stream failed: %s", error)
 
 
 def close_all(count: int, endpoint: int = 0) -> Operation[None]:

@@ -1,8 +1,9 @@
 """What an operation asks its client to do: the only I/O there is, and the one place where the clients differ.
 
 Each operation of :class:`rtmo_client._base.BaseClient` is a generator. It yields a :class:`Call` (a transport
-method to call) or a :class:`Sleep` (a retry backoff or a readiness pause) and gets the outcome back through
-``send`` or ``throw``. :class:`Steps` keeps that protocol in one place, so a driver only performs effects:
+method to call), a :class:`StreamCall` (a method of a stream that ``Call("open_stream")`` opened) or a
+:class:`Sleep` (a retry backoff or a readiness pause) and gets the outcome back through ``send`` or ``throw``.
+:class:`Steps` keeps that protocol in one place, so a driver only performs effects:
 
     steps = Steps(operation)
     for effect in steps:
@@ -29,8 +30,12 @@ Method = Literal[
     "get_server_metadata",
     "register_system_shared_memory",
     "unregister_system_shared_memory",
+    "open_stream",
     "close",
 ]
+
+# The methods of an open stream (both stream protocols have each of them).
+StreamMethod = Literal["send", "receive", "close"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,20 @@ class Call:
 
 
 @dataclass(frozen=True)
+class StreamCall:
+    """Call ``<method>(*args, **kwargs)`` on ``stream``, what a ``Call("open_stream")`` returned."""
+
+    stream: Any
+    method: StreamMethod
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def perform(self, transports: Sequence[object], sleep: Callable[[float], Any]) -> Any:
+        """The call's result (an awaitable for an async stream)."""
+        return getattr(self.stream, self.method)(*self.args, **self.kwargs)
+
+
+@dataclass(frozen=True)
 class Sleep:
     """Wait ``seconds`` before going on."""
 
@@ -59,13 +78,18 @@ class Sleep:
         return sleep(self.seconds)
 
 
-Effect = Call | Sleep
+Effect = Call | StreamCall | Sleep
 Operation = Generator[Effect, Any, T]
 
 
 def call(method: Method, *args: Any, endpoint: int = 0, **kwargs: Any) -> Operation[Any]:
     """One transport call to ``endpoint``, as a sub-operation (``result = yield from call(...)``)."""
     return (yield Call(method, args, kwargs, endpoint))
+
+
+def stream_call(stream: Any, method: StreamMethod, *args: Any, **kwargs: Any) -> Operation[Any]:
+    """One call on an open stream, as a sub-operation."""
+    return (yield StreamCall(stream, method, args, kwargs))
 
 
 class Steps(Generic[T]):

@@ -19,7 +19,13 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import Batcher, OrderedWindow, validate_options
-from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters
+from rtmo_client._tracking import (
+    TrackStream,
+    finish_track,
+    new_stream_id,
+    track_frame,
+    tracking_request_parameters,
+)
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
@@ -209,7 +215,9 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> AsyncIterator[TrackedResult]:
         """See :meth:`rtmo_client.Client.track`; ``frames`` may also be an async iterable. Use with ``async for``;
-        several videos at once: one ``track`` per video, e.g. in ``asyncio.gather``."""
+        several videos at once: one ``track`` per video, e.g. in ``asyncio.gather``. To END the sequence at once
+        after a ``break``, iterate inside ``contextlib.aclosing(...)`` (otherwise that waits until the event loop
+        finalizes the iterator)."""
         stream = TrackStream(new_stream_id(stream_id), restart_on_loss)
         detection = self._base.parameters(score_threshold, nms_iou_threshold, max_people, pose_nms)
         parameters = tracking_request_parameters(detection, tracking)
@@ -232,8 +240,12 @@ class AsyncClient:
                 )
                 yield await self._drive(operation, transports)
         finally:
-            if transports is not self._transports:
-                await self._drive(close_all(len(transports)), transports)
+            try:
+                finish = finish_track(self._base, stream, parameters=parameters, timeout_s=timeout_s)
+                await self._drive(finish, transports)
+            finally:
+                if transports is not self._transports:
+                    await self._drive(close_all(len(transports)), transports)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

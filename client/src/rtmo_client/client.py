@@ -20,7 +20,14 @@ from rtmo_client._base import (
 )
 from rtmo_client._effects import Operation, Steps
 from rtmo_client._streaming import OrderedWindow, batches, validate_options
-from rtmo_client._tracking import TrackStream, new_stream_id, track_frame, tracking_request_parameters, with_last
+from rtmo_client._tracking import (
+    TrackStream,
+    finish_track,
+    new_stream_id,
+    track_frame,
+    tracking_request_parameters,
+    with_last,
+)
 from rtmo_client.endpoints import Pin
 from rtmo_client.images import Channels, ImageInput, Payload, to_payload
 from rtmo_client.results import ModelInfo, PoseResult, ServerInfo
@@ -294,10 +301,13 @@ class Client:
     ) -> Iterator[TrackedResult]:
         """The people of a video's frames with their track ids, in order (the ``rtmo_track`` model).
 
-        The frames form one sequence on the server (correlation id ``stream_id``; START and END set here), sent one
-        at a time and read lazily, one frame ahead (to mark the last one END). Several ``track`` iterators may run
-        at once, from threads or interleaved, each with its own tracks. An iterator dropped before its end leaves
-        the sequence to the server's idle timeout (60 s). An error stops the stream.
+        The frames form one sequence on the server (correlation id ``stream_id``; START and END set here), all sent
+        over one bidirectional gRPC stream, one at a time (the next after the previous answer: the server could
+        reorder two in flight), and read lazily, one frame ahead (to mark the last one END). Several ``track``
+        iterators may run at once, from threads or interleaved, each with its own stream and tracks. An iterator
+        closed before its end (a ``break``, an error) sends its last frame again with END, so the server frees the
+        sequence at once, and closes its stream; :meth:`close` closes the streams of unfinished ones. An error
+        stops the stream.
 
         Args:
             frames: numpy ``uint8`` ``(H, W, 3)`` frames of one size (see :func:`rtmo_client.video_frames`).
@@ -339,8 +349,11 @@ class Client:
                 )
                 yield self._drive(operation, transports)
         finally:
-            if transports is not self._transports:
-                self._drive(close_all(len(transports)), transports)
+            try:
+                self._drive(finish_track(self._base, stream, parameters=parameters, timeout_s=timeout_s), transports)
+            finally:
+                if transports is not self._transports:
+                    self._drive(close_all(len(transports)), transports)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

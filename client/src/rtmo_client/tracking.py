@@ -1,8 +1,9 @@
 """Tracking results and errors: :class:`TrackedResult`, whose people (:class:`TrackedPerson`) carry a ``track_id``.
 
 ``Client.track`` and ``AsyncClient.track`` send a video's frames to the ``rtmo_track`` model as one Triton
-sequence (a correlation id per video, START on its first frame and END on its last), one frame at a time: the
-server keeps one tracker per sequence, so several videos tracked at once from one client never mix.
+sequence (a correlation id per video, START on its first frame and END on its last) over one gRPC stream, one
+frame at a time: the server keeps one tracker per sequence, so several videos tracked at once from one client
+never mix.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 :class:`SyncTransport` and :class:`AsyncTransport` list the methods the SDK calls; tests pass a fake one to
 ``Client(transport=...)`` (like httpx's ``MockTransport``). The factories build the real ones with TLS credentials
-and channel options suited to a client that retries on its own.
+and channel options suited to a client that retries on its own. ``open_stream`` is the one method ``tritonclient``
+lacks: the real transports are ``tritonclient`` clients with it added (see :mod:`rtmo_client.grpc_stream`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 
 from rtmo_client.endpoints import DNS_SCHEME
+from rtmo_client.grpc_stream import AsyncGrpcStream, GrpcStream
 from rtmo_client.wire import InferResultLike
 
 __all__ = [
+    "AsyncStream",
     "AsyncTransport",
+    "SyncStream",
     "SyncTransport",
     "async_grpc_transport",
     "channel_options",
@@ -31,6 +35,44 @@ __all__ = [
 _MAX_MESSAGE_BYTES = grpcclient.MAX_GRPC_MESSAGE_SIZE  # the frames of a batch easily pass gRPC's 4 MiB default
 
 CertificateSource = str | os.PathLike[str] | bytes
+
+
+class SyncStream(Protocol):
+    """One open bidirectional inference stream: requests go in order, answers come back in order."""
+
+    def send(
+        self,
+        model_name: str,
+        inputs: list[Any],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        sequence_id: int = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
+    ) -> None: ...
+
+    def receive(self, *, timeout_s: float | None = None) -> InferResultLike: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncStream(Protocol):
+    """The same stream, awaitable."""
+
+    async def send(
+        self,
+        model_name: str,
+        inputs: list[Any],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        sequence_id: int = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
+    ) -> None: ...
+
+    async def receive(self, *, timeout_s: float | None = None) -> InferResultLike: ...
+
+    async def close(self) -> None: ...
 
 
 class SyncTransport(Protocol):
@@ -75,6 +117,8 @@ class SyncTransport(Protocol):
     ) -> None: ...
 
     def unregister_system_shared_memory(self, name: str = "", *, headers: Mapping[str, str] | None = None) -> None: ...
+
+    def open_stream(self, *, headers: Mapping[str, str] | None = None) -> SyncStream: ...
 
     def close(self) -> None: ...
 
@@ -123,6 +167,8 @@ class AsyncTransport(Protocol):
     async def unregister_system_shared_memory(
         self, name: str = "", *, headers: Mapping[str, str] | None = None
     ) -> None: ...
+
+    async def open_stream(self, *, headers: Mapping[str, str] | None = None) -> AsyncStream: ...
 
     async def close(self) -> None: ...
 
@@ -187,15 +233,33 @@ def _options_for(url: str, tls_target_name: str | None) -> list[tuple[str, Any]]
     return channel_options(round_robin=url.startswith(DNS_SCHEME), tls_target_name=tls_target_name)
 
 
+class GrpcTransport(grpcclient.InferenceServerClient):  # type: ignore[misc]  # tritonclient is untyped
+    """``tritonclient.grpc``'s blocking client plus :meth:`open_stream`."""
+
+    def __init__(self, url: str, *, creds: grpc.ChannelCredentials | None, channel_args: list[tuple[str, Any]]) -> None:
+        super().__init__(url, creds=creds, channel_args=channel_args)
+        self._stream_options = {"url": url, "creds": creds, "channel_args": channel_args}
+
+    def open_stream(self, *, headers: Mapping[str, str] | None = None) -> SyncStream:
+        """A stream on a new connection to the same server: ``tritonclient.grpc`` runs one stream per client, and
+        each video tracked at once needs its own."""
+        return GrpcStream(grpcclient.InferenceServerClient(**self._stream_options), headers=headers)
+
+
+class AsyncGrpcTransport(grpcaio.InferenceServerClient):  # type: ignore[misc]  # tritonclient is untyped
+    """``tritonclient.grpc.aio``'s client plus :meth:`open_stream` (streams share its channel)."""
+
+    async def open_stream(self, *, headers: Mapping[str, str] | None = None) -> AsyncStream:
+        """A stream on this client's channel."""
+        return AsyncGrpcStream(self, headers=headers)
+
+
 def grpc_transport(
     url: str, *, credentials: grpc.ChannelCredentials | None = None, tls_target_name: str | None = None
 ) -> SyncTransport:
     """A blocking ``tritonclient.grpc`` client for ``url`` (``host:port``, or ``dns:///host:port`` balanced
     round-robin over its addresses), TLS when ``credentials`` are given."""
-    client: SyncTransport = grpcclient.InferenceServerClient(
-        url, creds=credentials, channel_args=_options_for(url, tls_target_name)
-    )
-    return client
+    return GrpcTransport(url, creds=credentials, channel_args=_options_for(url, tls_target_name))
 
 
 def async_grpc_transport(
@@ -203,7 +267,4 @@ def async_grpc_transport(
 ) -> AsyncTransport:
     """An asyncio ``tritonclient.grpc.aio`` client for ``url`` (as :func:`grpc_transport`); create it inside the
     event loop that uses it."""
-    client: AsyncTransport = grpcaio.InferenceServerClient(
-        url, creds=credentials, channel_args=_options_for(url, tls_target_name)
-    )
-    return client
+    return AsyncGrpcTransport(url, creds=credentials, channel_args=_options_for(url, tls_target_name))
