@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from rtmo_bench.paths import CHECKOUT, PHOTOS
+from rtmo_bench.paths import ANNOTATIONS, PHOTOS
 
-ANNOTATIONS = CHECKOUT / "data" / "coco_val2017_subset.json"
 TARGET_AP = 0.5
 
 

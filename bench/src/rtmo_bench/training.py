@@ -25,10 +25,8 @@ import numpy as np
 import torch
 
 from rtmo_bench.model import mmpose_python
-from rtmo_bench.paths import CHECKOUT, MMPOSE_REFERENCE_SCRIPT
+from rtmo_bench.paths import ANNOTATIONS, MMPOSE_REFERENCE_SCRIPT, PHOTOS
 
-ANNOTATIONS = CHECKOUT / "data" / "coco_val2017_subset.json"
-PHOTOS = CHECKOUT / "data" / "photos"
 SHORT = {"tiny": "t", "small": "s", "medium": "m", "large": "l"}
 
 
