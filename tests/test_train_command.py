@@ -140,11 +140,12 @@ def test_mmpose_init_model_loads_the_trained_checkpoint(short_run, mmpose_python
 
 @pytest.mark.slow
 def test_training_loss_falls_from_random_weights(tmp_path):
-    """From random:tiny on the four annotated photos (one batch of all of them, 128 px, stage 1 throughout: the
-    loss weights stay put), the loss falls by a fifth within 40 iterations.
+    """From random:tiny on the four annotated photos (one batch of all of them, 320 px, stage 1 throughout: the
+    loss weights stay put), the loss falls by at least half within 350 iterations.
 
-    Not the halving the issue asks for: in stage 1 the OKS term (weight 30) dominates and, from random weights, it
-    had only fallen by about 40 % after 200 iterations (38.3 -> 22.5, see README)."""
+    Measured at this size: the mean of five iterations first reaches half the first loss at iteration ~265 and is
+    ~0.47 of it at 350 (README, training). Smaller inputs are cheaper but do not halve: at 128 px the OKS term
+    (weight 30) flattens and the loss stops at ~0.55 of its start."""
     summary = train(
         TrainOptions(
             annotations=ANNOTATIONS,
@@ -153,19 +154,19 @@ def test_training_loss_falls_from_random_weights(tmp_path):
             source="random:tiny",
             epochs=1000,
             batch_size=4,
-            input_size=128,
+            input_size=320,
             flip_prob=0.0,
             strong_augmentation=False,  # the fixed letterbox: an optimisation test, not an augmentation one
             random_resize=False,
             resume=False,
-            max_iters=40,
+            max_iters=350,
             checkpoint_interval=10**6,
         ),
         log=io.StringIO(),
     )
     losses = summary["history"]["loss"]
-    assert summary["schedule"].rtmo_switch_epoch > 40  # no change of loss weights inside the run
-    assert np.mean(losses[-5:]) <= 0.8 * losses[0], losses
+    assert summary["schedule"].rtmo_switch_epoch > 350  # no change of loss weights inside the run
+    assert np.mean(losses[-5:]) <= 0.5 * losses[0], losses
 
 
 @pytest.mark.integration
