@@ -82,6 +82,14 @@ class ServeProcess:
                 return self.output
         raise AssertionError(f"no {text!r} within {timeout_s} s:\n" + "\n".join(self.output))
 
+    def received(self) -> list[str]:
+        """Every line printed so far (those :meth:`wait_for` has not read yet included)."""
+        while True:
+            try:
+                self.output.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.output
+
     def stop(self, sig: signal.Signals) -> int:
         self.process.send_signal(sig)
         try:
