@@ -2,9 +2,9 @@
 stops within 10 s on Ctrl-C right after a crash.
 
 One server for the module: each stub kind is killed in turn (``kill -9``, as the OOM killer does) while threads
-send requests; every request must succeed with the result it had before or fail with a transient status (only those sent
-before the recovery may fail),
-readiness must be false during the outage and true again within :data:`RECOVERY_BOUND_S`.
+send requests; every request must succeed with the result it had before or fail with a transient status (only those
+sent before the recovery may fail), readiness must be false during the outage and true again within
+:data:`RECOVERY_BOUND_S`.
 """
 
 from __future__ import annotations
