@@ -139,7 +139,8 @@ class Load:
                 if self.stop.is_set():
                     return
                 started_s = time.monotonic()
-                self.in_flight[threading.get_ident()] = started_s
+                with self.lock:
+                    self.in_flight[threading.get_ident()] = started_s
                 try:
                     result = client.estimate(self.served.photo, **PARAMETERS)
                     outcome = Outcome(started_s, time.monotonic(), None, same(result, self.reference))
@@ -176,7 +177,7 @@ def outage_report(served: Served, load: Load, killed_at_s: float) -> str:
             last = r
     with load.lock:
         statuses = [(round(o.ended_s - killed_at_s, 2), o.status) for o in load.outcomes if o.ended_s > killed_at_s]
-    in_flight = [round(started_s - killed_at_s, 2) for started_s in list(load.in_flight.values())]
+        in_flight = [round(started_s - killed_at_s, 2) for started_s in load.in_flight.values()]
     serve_log = [line for line in served.process.received() if "stub" in line or "reload" in line or "model" in line]
     triton_log = served.repository.parent / "triton.log"
     triton_tail = triton_log.read_text(errors="replace").splitlines()[-40:] if triton_log.exists() else []
