@@ -16,7 +16,7 @@ from mmpose_reference import run_reference
 from rtmo.build.assemble import copy_templates
 from rtmo.checkpoint import read_state_dict
 from rtmo.cli import main
-from rtmo.train.trainer import TrainOptions, train
+from rtmo.train.trainer import TrainOptions, train, validation_ap
 from rtmo_serving import ROOT
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -81,6 +81,37 @@ def test_train_prints_the_scaled_switch_epochs_and_each_term(tmp_path, capsys):
     for term in ("loss", "bbox", "vis", "mle", "oks", "cls", "lr"):
         assert f" {term} " in step_line, step_line
     assert "serve it: rtmo serve --checkpoint" in output
+
+
+def test_auto_scale_lr_scales_the_recipe_lr_by_batch_over_256(tmp_path, capsys):
+    def first_step_lr(*extra: str) -> float:
+        assert main(train_args(tmp_path / f"run{len(extra)}", "--max-iters", "1", *extra)) == 0
+        output = capsys.readouterr().out
+        step_line = next(line for line in output.splitlines() if line.startswith("epoch 1/5 ["))
+        return float(step_line.split(" lr ")[1].split()[0]), output
+
+    plain, _ = first_step_lr()
+    scaled, output = first_step_lr("--auto-scale-lr")
+    assert "lr 0.004 scaled to 3.125e-05 for batch 2 (base batch 256)" in output
+    assert scaled / plain == pytest.approx(2 / 256, rel=1e-2)  # the step lines print 3 significant digits
+
+
+def test_validation_letterboxes_at_the_asked_size_and_leaves_the_model_as_it_was(monkeypatch):
+    import rtmo.model
+
+    sizes = []
+    original = rtmo.model.letterbox
+
+    def recording(image, size, **kwargs):
+        sizes.append(size)
+        return original(image, size, **kwargs)
+
+    monkeypatch.setattr(rtmo.model, "letterbox", recording)
+    model = rtmo.load_checkpoint("random:tiny")
+    stats = validation_ap(model, ANNOTATIONS, PHOTOS, input_size=128)
+    assert stats is not None and 0.0 <= stats["AP"] <= 1.0
+    assert sizes == [(128, 128)] * 4  # the four annotated photos, at the training side
+    assert model.config.input_size == 416
 
 
 def test_train_resumes_from_last_pth(tmp_path, capsys):

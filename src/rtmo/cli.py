@@ -196,6 +196,7 @@ def train(args: argparse.Namespace) -> int:
             val_interval=args.val_interval,
             keypoint_spec=args.keypoint_spec,
             lr=args.lr,
+            auto_scale_lr=args.auto_scale_lr,
             device=args.device,
             seed=args.seed,
             resume=not args.no_resume,
@@ -241,6 +242,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.004, help="base learning rate (default: %(default)s, MMPose's)")
+    p.add_argument(
+        "--auto-scale-lr",
+        action="store_true",
+        help="scale --lr by batch size / 256, the recipe's batch (MMPose's tools/train.py --auto-scale-lr)",
+    )
     p.add_argument("--out", type=Path, required=True, help="receives last.pth and best.pth")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

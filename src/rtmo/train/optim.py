@@ -10,13 +10,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BASE_LR", "ENCODER_LR_MULT", "GRAD_CLIP_MAX_NORM", "WEIGHT_DECAY", "build_optimizer", "clip_gradients"]
+__all__ = [
+    "AUTO_SCALE_BASE_BATCH",
+    "BASE_LR",
+    "ENCODER_LR_MULT",
+    "GRAD_CLIP_MAX_NORM",
+    "WEIGHT_DECAY",
+    "build_optimizer",
+    "clip_gradients",
+]
 
 BASE_LR = 0.004
 WEIGHT_DECAY = 0.05
 ENCODER_LR_MULT = 0.05
 ENCODER_PREFIX = "neck.encoder"
 GRAD_CLIP_MAX_NORM = 0.1
+# the recipe's batch (8 GPUs × 32), to which its lr belongs: the config's auto_scale_lr base_batch_size
+AUTO_SCALE_BASE_BATCH = 256
 # The layer types MMEngine treats as normalisation (``_BatchNorm, _InstanceNorm, GroupNorm, LayerNorm``).
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +26,7 @@ from rtmo.train.checkpoints import initial_model, reinitialised_layers, write_ch
 from rtmo.train.criterion import LOSS_TERMS, RTMOCriterion, Stage
 from rtmo.train.dataset import CocoKeypointDataset, KeypointSet
 from rtmo.train.ema import ExpMomentumEMA
-from rtmo.train.optim import BASE_LR, build_optimizer, clip_gradients
+from rtmo.train.optim import AUTO_SCALE_BASE_BATCH, BASE_LR, build_optimizer, clip_gradients
 from rtmo.train.pipeline import FLIP_PROB, make_batch, recipe_for
 from rtmo.train.schedule import RecipeSchedule
 
@@ -51,6 +51,7 @@ class TrainOptions:
     checkpoint_interval: int = 10  # epochs between last.pth writes (and the last epoch)
     keypoint_spec: Path | None = None
     lr: float = BASE_LR
+    auto_scale_lr: bool = False  # MMPose's --auto-scale-lr: lr × batch_size / AUTO_SCALE_BASE_BATCH
     device: str = "cpu"
     seed: int = 0
     flip_prob: float = FLIP_PROB
@@ -86,9 +87,11 @@ def stage_at(epoch: int, schedule: RecipeSchedule) -> Stage:
     return stage
 
 
-def validation_ap(model: RTMO, dataset_path: Path, images: Path) -> dict[str, float] | None:
+def validation_ap(
+    model: RTMO, dataset_path: Path, images: Path, *, input_size: int | None = None
+) -> dict[str, float] | None:
     """COCO AP of ``model`` on a keypoint annotation file (17 COCO or 14 CrowdPose keypoints; None otherwise: the
-    evaluator knows no other sigmas)."""
+    evaluator knows no other sigmas), the photos letterboxed to ``input_size`` (default: the model's)."""
     import cv2
 
     from rtmo_client.evaluation import evaluate_results, image_paths, load_annotations
@@ -99,13 +102,20 @@ def validation_ap(model: RTMO, dataset_path: Path, images: Path) -> dict[str, fl
         return None
     results = []
     model.eval()
-    for image_id, path in image_paths(annotations, images).items():
-        poses = model.predict([cv2.imread(str(path))], score_threshold=0.1)[0]
-        for box_score, keypoints, scores in zip(poses.box_scores, poses.keypoints, poses.keypoint_scores):
-            triplets = np.concatenate([keypoints, scores[:, None]], axis=1).ravel()
-            results.append(
-                dict(image_id=image_id, category_id=1, keypoints=[float(v) for v in triplets], score=float(box_score))
-            )
+    config = model.config
+    model.config = replace(config, input_size=input_size or config.input_size)
+    try:
+        for image_id, path in image_paths(annotations, images).items():
+            poses = model.predict([cv2.imread(str(path))], score_threshold=0.1)[0]
+            for box_score, keypoints, scores in zip(poses.box_scores, poses.keypoints, poses.keypoint_scores):
+                triplets = np.concatenate([keypoints, scores[:, None]], axis=1).ravel()
+                results.append(
+                    dict(
+                        image_id=image_id, category_id=1, keypoints=[float(v) for v in triplets], score=float(box_score)
+                    )
+                )
+    finally:
+        model.config = config
     return evaluate_results(annotations, results)
 
 
@@ -131,7 +141,10 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
     model.to(device).train()
     iters_per_epoch = math.ceil(len(dataset) / options.batch_size)
     schedule = RecipeSchedule(epochs=options.epochs, iters_per_epoch=iters_per_epoch)
-    optimizer = build_optimizer(model, lr=options.lr)
+    lr = options.lr * options.batch_size / AUTO_SCALE_BASE_BATCH if options.auto_scale_lr else options.lr
+    if options.auto_scale_lr:
+        say(f"lr {options.lr:g} scaled to {lr:g} for batch {options.batch_size} (base batch {AUTO_SCALE_BASE_BATCH})")
+    optimizer = build_optimizer(model, lr=lr)
     group_lrs = [schedule.learning_rates(g["initial_lr"]) for g in optimizer.param_groups]
     ema = ExpMomentumEMA(model)
     criterion = RTMOCriterion(keypoint_set.sigmas).to(device)
@@ -193,7 +206,8 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
         ap = None
         last_epoch = stopped or epoch + 1 == options.epochs
         if options.val_annotations is not None and ((epoch + 1) % options.val_interval == 0 or last_epoch):
-            stats = validation_ap(ema.module, options.val_annotations, options.val_images)
+            # at the training side: weights fitted at one scale are measured at that scale
+            stats = validation_ap(ema.module, options.val_annotations, options.val_images, input_size=size)
             if stats is None:
                 say("validation AP: not computed (the evaluator knows COCO's and CrowdPose's keypoint sets only)")
             else:
