@@ -80,7 +80,7 @@ def fit(dcc: torch.nn.Module, inputs: dict[str, torch.Tensor], *, lr: float, ste
             curve.append(
                 dict(
                     step=step,
-                    mle=round(float(loss), 3),
+                    mle=round(float(loss.detach()), 3),
                     **{f"p{round(q * 100)}_px": round(v, 2) for q, v in zip(QUANTILES, quantiles)},
                     near=round(float((errors < NEAR_PX).float().mean()), 3),
                     top_probability=round(float(heatmaps[0].detach().max(-1).values.mean()), 3),
