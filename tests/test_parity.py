@@ -148,8 +148,10 @@ def test_predictions_match_mmpose_and_are_not_trivial(full_reference_run):
         np.testing.assert_allclose(
             poses.box_scores, ref[f"img{i}_bbox_scores"], atol=1e-5, rtol=0, err_msg=image_path.name
         )
+        # sigmoids of logits whose float32 rounding depends on the CPU's convolution kernels: 1.2e-5 was measured
+        # on an AVX2-only EPYC (1 of 799 scores), under 1e-5 on the machines before
         np.testing.assert_allclose(
-            poses.keypoint_scores, ref[f"img{i}_keypoint_scores"], atol=1e-5, rtol=0, err_msg=image_path.name
+            poses.keypoint_scores, ref[f"img{i}_keypoint_scores"], atol=5e-5, rtol=0, err_msg=image_path.name
         )
     assert len(ref["img0_bbox_scores"]) >= 3
     float64 = [ref[f"img{i}_f64_keypoints"] for i in range(len(images))]
@@ -179,8 +181,9 @@ def test_well_conditioned_checkpoint_matches_mmpose_to_a_hundredth_pixel(mmpose_
     with np.load(tmp_path / "ref.npz") as ref:
         float32 = [ref[f"img{i}_keypoints"] for i in range(len(images))]
         float64 = [ref[f"img{i}_f64_keypoints"] for i in range(len(images))]
-    # The premise: MMPose's own float32 and float64 agree closely on this checkpoint.
-    assert person_errors(float32, float64).max() <= 0.005
+    # The premise: MMPose's own float32 and float64 agree within the hundredth of a pixel asked of us (their gap
+    # depends on the CPU's float32 kernels: 0.0059 px on an AVX2-only EPYC, under 0.005 on the machines before).
+    assert person_errors(float32, float64).max() <= 0.01
     ours = predict_photos(rtmo.load_checkpoint(checkpoint), images)
     for image_path, poses, want in zip(images, ours, float32):
         assert poses.keypoints.shape == want.shape, image_path.name
