@@ -84,7 +84,7 @@ def test_train_prints_the_scaled_switch_epochs_and_each_term(tmp_path, capsys):
 
 
 def test_auto_scale_lr_scales_the_recipe_lr_by_batch_over_256(tmp_path, capsys):
-    def first_step_lr(*extra: str) -> float:
+    def first_step_lr(*extra: str) -> tuple[float, str]:
         assert main(train_args(tmp_path / f"run{len(extra)}", "--max-iters", "1", *extra)) == 0
         output = capsys.readouterr().out
         step_line = next(line for line in output.splitlines() if line.startswith("epoch 1/5 ["))

@@ -13,7 +13,15 @@ from torch import nn
 
 from rtmo_contract import CANDIDATES, LETTERBOXED_IMAGES
 
-__all__ = ["CANDIDATE_OUTPUTS", "CandidateNet", "INPUT_LAYOUTS", "INPUT_NAME", "make_priors", "to_numpy"]
+__all__ = [
+    "CANDIDATE_OUTPUTS",
+    "CandidateNet",
+    "INPUT_LAYOUTS",
+    "INPUT_NAME",
+    "flatten_levels",
+    "make_priors",
+    "to_numpy",
+]
 
 
 INPUT_NAME = LETTERBOXED_IMAGES.name
@@ -70,10 +78,10 @@ class CandidateNet(nn.Module):
         # contiguous(): a channels-last float tensor would take other conv kernels and round differently from MMPose.
         x = images.permute(0, 3, 1, 2).float().contiguous() if self.input_layout == "uint8_nhwc" else images
         cls_scores, bbox_preds, kpt_vis, pose_feats = self.model(x)
-        scores = _flatten(cls_scores).sigmoid().amax(dim=-1)
-        deltas = _flatten(bbox_preds)
-        vis = _flatten(kpt_vis).sigmoid()
-        pose = _flatten(pose_feats)
+        scores = flatten_levels(cls_scores).sigmoid().amax(dim=-1)
+        deltas = flatten_levels(bbox_preds)
+        vis = flatten_levels(kpt_vis).sigmoid()
+        pose = flatten_levels(pose_feats)
 
         centers = deltas[..., :2] * self.anchor_strides + self.anchor_points
         half_wh = deltas[..., 2:].exp() * self.anchor_strides / 2
@@ -88,7 +96,8 @@ class CandidateNet(nn.Module):
         return top_scores, take(boxes), take(vis), take(pose), priors
 
 
-def _flatten(levels: list[torch.Tensor]) -> torch.Tensor:
+def flatten_levels(levels: list[torch.Tensor]) -> torch.Tensor:
+    """Per-level (B, C, H, W) head outputs as (B, A, C), level by level, row-major: the priors' order."""
     return torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in levels], dim=1)
 
 

@@ -3,8 +3,9 @@
 From random weights, one batch of the four annotated photos letterboxed to ``--input-size``: SimOTA picks the
 positives once (``RTMOCriterion``), then every weight but the DCC's stays fixed and the DCC is fitted with MLECC, the
 recipe's loss on it, by AdamW with the recipe's clipping, for ``--steps`` at each ``--lr`` from the same start. The
-bins span the annotated boxes (padded by 1.25 as MMPose pads the predicted ones), so every target lies inside them
-whatever the random boxes are. Prints the MLECC loss and the keypoint error quantiles per lr, and one JSON line.
+bins span the annotated boxes (padded by ``bbox_padding`` as MMPose pads the predicted ones), so every target lies
+inside them whatever the random boxes are. Prints the MLECC loss and the keypoint error quantiles per lr, and one
+JSON line.
 
     python -m rtmo_bench.dcc_fit --lr 0.004 4e-4 1e-4 --steps 2000
 """
@@ -27,7 +28,7 @@ NEAR_PX = 2.0
 
 def fixed_positives(size: int, seed: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """The random model's DCC and, for the positives SimOTA assigns on the batch, the DCC's inputs and targets."""
-    from rtmo.candidates import make_priors
+    from rtmo.candidates import flatten_levels, make_priors
     from rtmo.train.checkpoints import initial_model
     from rtmo.train.criterion import RTMOCriterion, Stage
     from rtmo.train.dataset import CocoKeypointDataset
@@ -43,7 +44,7 @@ def fixed_positives(size: int, seed: int) -> tuple[torch.nn.Module, dict[str, to
     with torch.no_grad():
         step = criterion(model, images, targets, stage=Stage())
         pose_levels = model.head.head_module.forward_train(model.neck(model.backbone(images)))[4]
-    pose = torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in pose_levels], dim=1)
+    pose = flatten_levels(pose_levels)
     points, _ = make_priors((size, size), model.config.featmap_strides)
     rows = {name: [] for name in ("pose_vecs", "priors", "bboxes", "keypoints", "visible", "areas")}
     for image, (assignment, target) in enumerate(zip(step.assignments, targets)):
@@ -57,7 +58,9 @@ def fixed_positives(size: int, seed: int) -> tuple[torch.nn.Module, dict[str, to
         rows["areas"].append(target.areas[people])
     inputs = {name: torch.cat(values) for name, values in rows.items()}
     boxes = inputs.pop("bboxes")
-    inputs["bbox_cs"] = torch.cat(((boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * 1.25), 1)
+    inputs["bbox_cs"] = torch.cat(
+        ((boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * model.config.bbox_padding), 1
+    )
     return model.head.dcc, inputs
 
 

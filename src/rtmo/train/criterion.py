@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from rtmo.candidates import make_priors
+from rtmo.candidates import flatten_levels, make_priors
 from rtmo.train.assigner import Assignment, SimOTAAssigner
 from rtmo.train.geometry import pose_oks
 from rtmo.train.losses import (
@@ -101,12 +101,12 @@ class RTMOCriterion(nn.Module):
         priors = self._priors(images, model.config.featmap_strides, dtype, device)
         num_keypoints = kpt_vis[0].shape[1]
 
-        flat_cls = _flatten(cls_scores)
-        flat_bbox = _flatten(bbox_preds)
-        flat_vis = _flatten(kpt_vis)
-        flat_pose = _flatten(pose_vecs)
+        flat_cls = flatten_levels(cls_scores)
+        flat_bbox = flatten_levels(bbox_preds)
+        flat_vis = flatten_levels(kpt_vis)
+        flat_pose = flatten_levels(pose_vecs)
         boxes = _decode_boxes(flat_bbox, priors)
-        offsets = _flatten(kpt_offsets)
+        offsets = flatten_levels(kpt_offsets)
         keypoints = offsets.reshape(*offsets.shape[:-1], num_keypoints, 2) * priors[None, :, None, 2:3]
         keypoints = keypoints + priors[None, :, None, :2]
 
@@ -203,10 +203,6 @@ class RTMOCriterion(nn.Module):
         points_t = torch.from_numpy(points).to(device, dtype)
         strides_t = torch.from_numpy(point_strides).to(device, dtype)[:, None]
         return torch.cat((points_t, strides_t, strides_t), dim=1)
-
-
-def _flatten(levels: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in levels], dim=1)
 
 
 def _decode_boxes(deltas: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:

@@ -141,8 +141,9 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
     model.to(device).train()
     iters_per_epoch = math.ceil(len(dataset) / options.batch_size)
     schedule = RecipeSchedule(epochs=options.epochs, iters_per_epoch=iters_per_epoch)
-    lr = options.lr * options.batch_size / AUTO_SCALE_BASE_BATCH if options.auto_scale_lr else options.lr
+    lr = options.lr
     if options.auto_scale_lr:
+        lr = options.lr * options.batch_size / AUTO_SCALE_BASE_BATCH
         say(f"lr {options.lr:g} scaled to {lr:g} for batch {options.batch_size} (base batch {AUTO_SCALE_BASE_BATCH})")
     optimizer = build_optimizer(model, lr=lr)
     group_lrs = [schedule.learning_rates(g["initial_lr"]) for g in optimizer.param_groups]
