@@ -159,8 +159,8 @@ class _Frequencies(nn.Module):
 class DCC(nn.Module):
     """Dynamic coordinate classifier: per instance, 1-D heatmaps over bins laid across the padded box.
 
-    The inference path used by ``RTMO.predict`` and the Triton postprocessor is the NumPy port in
-    ``rtmo.runtime.dcc.dcc_decode``; this module owns the weights and serves training and cross-checks.
+    The inference path used by ``RTMO.predict`` and the Triton postprocessor is ``rtmo.keypoint_decoder``
+    (exported as ``keypoints.onnx``), which shares these weights; this module serves training and cross-checks.
     """
 
     def __init__(
