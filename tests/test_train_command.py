@@ -83,6 +83,14 @@ def test_train_prints_the_scaled_switch_epochs_and_each_term(tmp_path, capsys):
     assert "serve it: rtmo serve --checkpoint" in output
 
 
+def test_rtmo_switch_epoch_moves_the_switch_and_a_bad_one_is_refused_before_training(tmp_path, capsys, caplog):
+    assert main(train_args(tmp_path / "run", "--epochs", "30", "--rtmo-switch-epoch", "20", "--max-iters", "1")) == 0
+    assert "RTMO mode switch from epoch 20, YOLOX-Pose mode switch from epoch 30" in capsys.readouterr().out
+    assert main(train_args(tmp_path / "bad", "--rtmo-switch-epoch", "5")) == 2
+    assert "switch from epoch 5 (1-based); accepted for 5 epochs: from epoch 3 (after the warm-up) to 3" in caplog.text
+    assert not (tmp_path / "bad").exists()
+
+
 def test_auto_scale_lr_scales_the_recipe_lr_by_batch_over_256(tmp_path, capsys):
     def first_step_lr(*extra: str) -> tuple[float, str]:
         assert main(train_args(tmp_path / f"run{len(extra)}", "--max-iters", "1", *extra)) == 0

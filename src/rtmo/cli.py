@@ -203,6 +203,7 @@ def train(args: argparse.Namespace) -> int:
             max_iters=args.max_iters,
             checkpoint_interval=args.checkpoint_interval,
             input_size=args.input_size,
+            rtmo_switch_epoch=args.rtmo_switch_epoch,
             strong_augmentation=not args.no_strong_augmentation,
             random_resize=not args.no_random_resize,
         )
@@ -239,6 +240,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs", type=int, default=600, help="the recipe's schedule is scaled to it (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rtmo-switch-epoch",
+        type=int,
+        default=None,
+        help="epoch (1-based, as printed at start) from which RTMOModeSwitchHook's proxy target and loss weights "
+        "apply, the schedule's bump moving with it (default: the recipe's 280 of 600, scaled to --epochs)",
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.004, help="base learning rate (default: %(default)s, MMPose's)")

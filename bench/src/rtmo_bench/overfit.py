@@ -38,6 +38,7 @@ class _ValidationLines(io.StringIO):
 
 def main(argv: list[str] | None = None) -> int:
     from rtmo.train.checkpoints import initial_model
+    from rtmo.train.pipeline import FLIP_PROB
     from rtmo.train.trainer import TrainOptions, train, validation_ap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         default=OVERFIT_LR,
         help="base lr (default: %(default)s; the recipe's 0.004 belongs to a batch of 256, this is a batch of 4)",
     )
+    parser.add_argument(
+        "--rtmo-switch-epoch", type=int, default=None, help="as rtmo train's (default: the recipe's, scaled)"
+    )
+    parser.add_argument(
+        "--flip-prob",
+        type=float,
+        default=FLIP_PROB,
+        help="RandomFlip's probability (default: the recipe's %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="keep last.pth and best.pth here (default: discarded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -66,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     start = validation_ap(model, ANNOTATIONS, PHOTOS, input_size=args.input_size)
     assert start is not None  # COCO's 17 keypoints: the evaluator knows them
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or Path(scratch)
         summary = train(
             TrainOptions(
                 annotations=ANNOTATIONS,
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 val_annotations=ANNOTATIONS,
                 val_images=PHOTOS,
                 val_interval=args.val_every,
-                out_dir=Path(out),
+                out_dir=out,
                 source=args.source,
                 epochs=args.epochs,
                 batch_size=4,
@@ -85,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint_interval=args.epochs,
                 strong_augmentation=args.recipe_pipeline,
                 random_resize=args.recipe_pipeline,
+                rtmo_switch_epoch=args.rtmo_switch_epoch,
+                flip_prob=args.flip_prob,
             ),
             log=_ValidationLines(),
         )
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 epochs=args.epochs,
                 input_size=args.input_size,
                 lr=args.lr,
+                rtmo_switch_epoch=schedule.rtmo_switch_epoch + 1,
+                flip_prob=args.flip_prob,
                 ap_before=round(start["AP"], 4),
                 ap_final=round(final, 4),
                 ap_best=round(max(row["AP"] for row in curve), 4),

@@ -3,7 +3,9 @@
 The 600-epoch recipe: quadratic warm-up for 5 epochs; cosine towards 2e-4 (T_max 280) until epoch 280, where the
 RTMO mode switch happens; one epoch at 2.5× ; cosine again (T_max 300) until 20 epochs before the end, where the
 YOLOX-Pose mode switch happens; constant to the end. For ``epochs`` other than 600 every boundary scales by
-``epochs / 600`` (rounded, each phase at least one epoch).
+``epochs / 600`` (rounded, each phase at least one epoch). The RTMO switch can be moved (``rtmo_switch``, as an
+MMPose config moves its hook's epoch and the schedule's boundaries with it): the first cosine then ends there with
+T_max at the switch, as the recipe's does, and the second spans from it to the YOLOX-Pose switch.
 
 MMEngine's schedulers are *chainable*: each step rewrites the current lr from its previous value. The values here
 follow the same recursions (the closed forms differ in the last bits, and the first cosine never reaches its
@@ -29,10 +31,13 @@ class RecipeSchedule:
     Args:
         epochs: total epochs (>= 5: warm-up, first cosine, bump, second cosine, last stage).
         iters_per_epoch: optimizer steps per epoch (>= 1).
+        rtmo_switch: the epoch (0-based) of the RTMO mode switch instead of the scaled recipe's; it needs the warm-up
+            before it and the bump, the second cosine and the last stage after it.
     """
 
     epochs: int
     iters_per_epoch: int
+    rtmo_switch: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 5:
@@ -42,6 +47,15 @@ class RecipeSchedule:
             )
         if not isinstance(self.iters_per_epoch, int) or self.iters_per_epoch < 1:
             raise ValueError(f"RecipeSchedule.iters_per_epoch: got {self.iters_per_epoch!r}; accepted: an integer >= 1")
+        if self.rtmo_switch is not None:
+            low, high = self.warmup_end + 1, self.epochs - 3
+            if not isinstance(self.rtmo_switch, int) or not low <= self.rtmo_switch <= high:
+                shown = self.rtmo_switch + 1 if isinstance(self.rtmo_switch, int) else self.rtmo_switch
+                raise ValueError(
+                    f"RecipeSchedule.rtmo_switch: the RTMO mode switch from epoch {shown!r} (1-based); accepted for "
+                    f"{self.epochs} epochs: from epoch {low + 1} (after the warm-up) to {high + 1} (the bump, the "
+                    "second cosine and the last stage come after it)"
+                )
 
     def _scaled(self, recipe_epochs: int) -> int:
         return max(1, round(recipe_epochs * self.epochs / RECIPE_EPOCHS))
@@ -53,6 +67,8 @@ class RecipeSchedule:
     @property
     def rtmo_switch_epoch(self) -> int:
         """Epoch (0-based) from which the proxy target and new loss weights apply (280 of 600)."""
+        if self.rtmo_switch is not None:
+            return self.rtmo_switch
         return min(max(self._scaled(280), self.warmup_end + 1), self.epochs - 3)
 
     @property
@@ -64,6 +80,14 @@ class RecipeSchedule:
         """Epoch (0-based) from which augmentation stops and the aux loss applies (580 of 600)."""
         return max(self.epochs - self._scaled(20), self.bump_end + 1)
 
+    @property
+    def first_cosine_t_max(self) -> int:
+        return self._scaled(280) if self.rtmo_switch is None else self.rtmo_switch
+
+    @property
+    def second_cosine_t_max(self) -> int:
+        return self._scaled(300) if self.rtmo_switch is None else self.yoloxpose_switch_epoch - self.rtmo_switch
+
     def as_mmengine_config(self) -> list[dict]:
         """The schedule as MMPose's ``param_scheduler`` config, with these boundaries (the parity tests feed it to
         MMEngine)."""
@@ -73,7 +97,7 @@ class RecipeSchedule:
                 type="CosineAnnealingLR",
                 eta_min=ETA_MIN,
                 begin=self.warmup_end,
-                T_max=self._scaled(280),
+                T_max=self.first_cosine_t_max,
                 end=self.rtmo_switch_epoch,
                 by_epoch=True,
                 convert_to_iter_based=True,
@@ -83,7 +107,7 @@ class RecipeSchedule:
                 type="CosineAnnealingLR",
                 eta_min=ETA_MIN,
                 begin=self.bump_end,
-                T_max=self._scaled(300),
+                T_max=self.second_cosine_t_max,
                 end=self.yoloxpose_switch_epoch,
                 by_epoch=True,
                 convert_to_iter_based=True,
@@ -97,9 +121,9 @@ class RecipeSchedule:
         n = self.iters_per_epoch
         phases = [
             _QuadraticWarmup(begin=0, end=self.warmup_end * n),
-            _Cosine(begin=self.warmup_end * n, end=self.rtmo_switch_epoch * n, t_max=self._scaled(280) * n),
+            _Cosine(begin=self.warmup_end * n, end=self.rtmo_switch_epoch * n, t_max=self.first_cosine_t_max * n),
             _Constant(begin=self.rtmo_switch_epoch, end=self.bump_end, factor=BUMP_FACTOR, by_epoch=True),
-            _Cosine(begin=self.bump_end * n, end=self.yoloxpose_switch_epoch * n, t_max=self._scaled(300) * n),
+            _Cosine(begin=self.bump_end * n, end=self.yoloxpose_switch_epoch * n, t_max=self.second_cosine_t_max * n),
             _Constant(begin=self.yoloxpose_switch_epoch, end=self.epochs, factor=1.0, by_epoch=True),
         ]
         lr = base_lr

@@ -60,6 +60,7 @@ class TrainOptions:
     resume: bool = True
     max_iters: int | None = None  # stop early (tests, smoke runs)
     input_size: int | None = None  # training input side; None: the model's (416 tiny, 640 otherwise)
+    rtmo_switch_epoch: int | None = None  # 1-based, as the start log prints it; None: the recipe's, scaled
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -140,7 +141,11 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
         model.head.loss_oks.sigmas.copy_(torch.tensor(keypoint_set.sigmas))
     model.to(device).train()
     iters_per_epoch = math.ceil(len(dataset) / options.batch_size)
-    schedule = RecipeSchedule(epochs=options.epochs, iters_per_epoch=iters_per_epoch)
+    schedule = RecipeSchedule(
+        epochs=options.epochs,
+        iters_per_epoch=iters_per_epoch,
+        rtmo_switch=None if options.rtmo_switch_epoch is None else options.rtmo_switch_epoch - 1,
+    )
     lr = options.lr
     if options.auto_scale_lr:
         lr = options.lr * options.batch_size / AUTO_SCALE_BASE_BATCH
