@@ -246,7 +246,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="epoch (1-based, as printed at start) from which RTMOModeSwitchHook's proxy target and loss weights "
-        "apply, the schedule's bump moving with it (default: the recipe's 280 of 600, scaled to --epochs)",
+        "apply, the schedule's bump moving with it (default: the recipe's 281 of 600, MMPose's hook key 280, scaled to "
+        "--epochs)",
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.004, help="base learning rate (default: %(default)s, MMPose's)")
