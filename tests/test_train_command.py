@@ -16,7 +16,9 @@ from mmpose_reference import run_reference
 from rtmo.build.assemble import copy_templates
 from rtmo.checkpoint import read_state_dict
 from rtmo.cli import main
-from rtmo.train.trainer import TrainOptions, train, validation_ap
+from rtmo.train.criterion import Stage
+from rtmo.train.schedule import RecipeSchedule
+from rtmo.train.trainer import TrainOptions, stage_at, train, validation_ap
 from rtmo_serving import ROOT
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -89,6 +91,16 @@ def test_rtmo_switch_epoch_moves_the_switch_and_a_bad_one_is_refused_before_trai
     assert main(train_args(tmp_path / "bad", "--rtmo-switch-epoch", "5")) == 2
     assert "switch from epoch 5 (1-based); accepted for 5 epochs: from epoch 3 (after the warm-up) to 3" in caplog.text
     assert not (tmp_path / "bad").exists()
+
+
+def test_no_rtmo_switch_keeps_stage_one_targets_and_weights_to_the_end(tmp_path, capsys):
+    schedule = RecipeSchedule(epochs=30, iters_per_epoch=1)
+    last = stage_at(29, schedule, rtmo_mode_switch=False)
+    assert last == Stage().after_yoloxpose_switch()  # the YOLOX-Pose switch still happens
+    assert stage_at(29, schedule) == Stage().after_rtmo_switch().after_yoloxpose_switch()
+    assert main(train_args(tmp_path / "run", "--no-rtmo-switch", "--max-iters", "1")) == 0
+    output = capsys.readouterr().out
+    assert "no RTMO mode switch (the lr bump stays at epoch 3), YOLOX-Pose mode switch from epoch 5" in output
 
 
 def test_auto_scale_lr_scales_the_recipe_lr_by_batch_over_256(tmp_path, capsys):

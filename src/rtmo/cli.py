@@ -204,6 +204,7 @@ def train(args: argparse.Namespace) -> int:
             checkpoint_interval=args.checkpoint_interval,
             input_size=args.input_size,
             rtmo_switch_epoch=args.rtmo_switch_epoch,
+            rtmo_mode_switch=not args.no_rtmo_switch,
             strong_augmentation=not args.no_strong_augmentation,
             random_resize=not args.no_random_resize,
         )
@@ -248,6 +249,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="epoch (1-based, as printed at start) from which RTMOModeSwitchHook's proxy target and loss weights "
         "apply, the schedule's bump moving with it (default: the recipe's 281 of 600, MMPose's hook key 280, scaled to "
         "--epochs)",
+    )
+    p.add_argument(
+        "--no-rtmo-switch",
+        action="store_true",
+        help="never apply RTMOModeSwitchHook (stage-1 targets and loss weights throughout; the lr schedule unchanged), "
+        "as an MMPose config without that hook",
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.004, help="base learning rate (default: %(default)s, MMPose's)")

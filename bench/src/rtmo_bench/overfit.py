@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rtmo-switch-epoch", type=int, default=None, help="as rtmo train's (default: the recipe's, scaled)"
     )
+    parser.add_argument("--no-rtmo-switch", action="store_true", help="as rtmo train's")
     parser.add_argument(
         "--flip-prob",
         type=float,
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 strong_augmentation=args.recipe_pipeline,
                 random_resize=args.recipe_pipeline,
                 rtmo_switch_epoch=args.rtmo_switch_epoch,
+                rtmo_mode_switch=not args.no_rtmo_switch,
                 flip_prob=args.flip_prob,
             ),
             log=_ValidationLines(),
@@ -110,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     schedule = summary["schedule"]
     print(
-        f"{args.source}, 4 photos, {args.epochs} epochs (1 iteration each); RTMO switch from epoch "
-        f"{schedule.rtmo_switch_epoch + 1}, YOLOX-Pose switch from epoch {schedule.yoloxpose_switch_epoch + 1}; "
-        f"{seconds:.0f} s"
+        f"{args.source}, 4 photos, {args.epochs} epochs (1 iteration each), lr {args.lr:g}, flip {args.flip_prob:g}; "
+        + ("no RTMO switch" if args.no_rtmo_switch else f"RTMO switch from epoch {schedule.rtmo_switch_epoch + 1}")
+        + f", YOLOX-Pose switch from epoch {schedule.yoloxpose_switch_epoch + 1}; {seconds:.0f} s"
     )
     print(f"{'epoch':>6} {'loss':>8} {'AP':>7} {'AP50':>7}")
     for row in curve:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 epochs=args.epochs,
                 input_size=args.input_size,
                 lr=args.lr,
-                rtmo_switch_epoch=schedule.rtmo_switch_epoch + 1,
+                rtmo_switch_epoch=None if args.no_rtmo_switch else schedule.rtmo_switch_epoch + 1,
                 flip_prob=args.flip_prob,
                 ap_before=round(start["AP"], 4),
                 ap_final=round(final, 4),

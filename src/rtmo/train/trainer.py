@@ -30,7 +30,7 @@ from rtmo.train.optim import AUTO_SCALE_BASE_BATCH, BASE_LR, build_optimizer, cl
 from rtmo.train.pipeline import FLIP_PROB, make_batch, recipe_for
 from rtmo.train.schedule import RecipeSchedule
 
-__all__ = ["TrainOptions", "train"]
+__all__ = ["TrainOptions", "stage_at", "train", "validation_ap"]
 
 LAST, BEST = "last.pth", "best.pth"
 
@@ -61,6 +61,7 @@ class TrainOptions:
     max_iters: int | None = None  # stop early (tests, smoke runs)
     input_size: int | None = None  # training input side; None: the model's (416 tiny, 640 otherwise)
     rtmo_switch_epoch: int | None = None  # 1-based, as the start log prints it; None: the recipe's, scaled
+    rtmo_mode_switch: bool = True  # False: as a config without RTMOModeSwitchHook (stage-1 targets and weights)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -79,9 +80,9 @@ class TrainOptions:
             raise ValueError("TrainOptions.val_annotations / val_images: give both or neither")
 
 
-def stage_at(epoch: int, schedule: RecipeSchedule) -> Stage:
+def stage_at(epoch: int, schedule: RecipeSchedule, *, rtmo_mode_switch: bool = True) -> Stage:
     stage = Stage()
-    if epoch >= schedule.rtmo_switch_epoch:
+    if rtmo_mode_switch and epoch >= schedule.rtmo_switch_epoch:
         stage = stage.after_rtmo_switch()
     if epoch >= schedule.yoloxpose_switch_epoch:
         stage = stage.after_yoloxpose_switch()
@@ -161,8 +162,12 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
         say(f"resumed from {last_path} at epoch {start_epoch}")
     say(
         f"training {len(dataset)} images, {k} keypoints, {options.epochs} epochs × {iters_per_epoch} iterations; "
-        f"RTMO mode switch from epoch {schedule.rtmo_switch_epoch + 1}, YOLOX-Pose mode switch from epoch "
-        f"{schedule.yoloxpose_switch_epoch + 1}"
+        + (
+            f"RTMO mode switch from epoch {schedule.rtmo_switch_epoch + 1}"
+            if options.rtmo_mode_switch
+            else f"no RTMO mode switch (the lr bump stays at epoch {schedule.rtmo_switch_epoch + 1})"
+        )
+        + f", YOLOX-Pose mode switch from epoch {schedule.yoloxpose_switch_epoch + 1}"
     )
     rng = np.random.default_rng(options.seed + start_epoch)
     size = options.input_size or model.config.input_size
@@ -176,7 +181,7 @@ def train(options: TrainOptions, *, log: TextIO | None = None) -> dict:
     )
     iteration = start_epoch * iters_per_epoch
     for epoch in range(start_epoch, options.epochs):
-        stage = stage_at(epoch, schedule)
+        stage = stage_at(epoch, schedule, rtmo_mode_switch=options.rtmo_mode_switch)
         order = rng.permutation(len(dataset))
         started = time.perf_counter()
         for batch_index in range(iters_per_epoch):
