@@ -1232,6 +1232,43 @@ def cmd_bench_train(args):
     )
 
 
+def cmd_bench_pipeline(args):
+    """Samples per second through the config's stage-1 train pipeline (Mosaic partners loaded from disk each
+    time), on a CocoDataset of the given annotations, at the given input side."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpose.datasets import CocoDataset
+
+    init_default_scope("mmpose")
+    cfg = Config.fromfile(config_path(args.dataset, args.size))
+    side = (args.input_size, args.input_size)
+    pipeline = copy.deepcopy(cfg.train_pipeline_stage1)
+    for step in pipeline:
+        if step["type"] == "Mosaic":
+            step["img_scale"] = side
+        elif step["type"] == "BottomupRandomAffine":
+            step["input_size"] = side
+        elif step["type"] == "GenerateTarget":
+            step["encoder"] = dict(step["encoder"], input_size=side)
+    dataset = CocoDataset(
+        ann_file=args.annotations,
+        data_root="",
+        data_prefix=dict(img=str(args.images) + "/"),
+        data_mode="bottomup",
+        pipeline=pipeline,
+    )
+    np.random.seed(0)
+    for i in range(args.warmup):
+        dataset[i % len(dataset)]
+    started = time.perf_counter()
+    for i in range(args.samples):
+        dataset[i % len(dataset)]
+    seconds = time.perf_counter() - started
+    print(
+        json.dumps(dict(images_per_s=args.samples / seconds, samples=args.samples, steps=[s["type"] for s in pipeline]))
+    )
+
+
 def cmd_hsv(args):
     from mmpose.datasets.transforms.common_transforms import YOLOXHSVRandomAug
 
@@ -1546,6 +1583,13 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("bench-pipeline")
+    model_args(p)
+    p.add_argument("--annotations", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--input-size", type=int, required=True)
+    p.add_argument("--samples", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=4)
     p = sub.add_parser("hsv")
     p.add_argument("--batch", required=True)
     p.add_argument("--gains", required=True)
@@ -1606,6 +1650,7 @@ def main(argv=None):
             "filter-annotations": cmd_filter_annotations,
             "batch-resize": cmd_batch_resize,
             "bench-train": cmd_bench_train,
+            "bench-pipeline": cmd_bench_pipeline,
         },
     )[args.cmd](args)
 
