@@ -1,7 +1,8 @@
 """RTMO's learning-rate schedule, scaled to any number of epochs, computed as MMEngine's schedulers compute it.
 
 The 600-epoch recipe: quadratic warm-up for 5 epochs; cosine towards 2e-4 (T_max 280) until epoch 280, where the
-RTMO mode switch happens; one epoch at 2.5× ; cosine again (T_max 300) until 20 epochs before the end, where the
+RTMO mode switch happens; ×2.5 there (ConstantLR for one epoch, whose undoing step falls outside its range, so
+the bumped lr stays); cosine again (T_max 300) from the bumped lr until 20 epochs before the end, where the
 YOLOX-Pose mode switch happens; constant to the end. For ``epochs`` other than 600 every boundary scales by
 ``epochs / 600`` (rounded, each phase at least one epoch). The RTMO switch can be moved (``rtmo_switch``, as an
 MMPose config moves its hook's epoch and the schedule's boundaries with it): the first cosine then ends there with
