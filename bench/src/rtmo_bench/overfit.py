@@ -1,12 +1,12 @@
 """Overfitting the four annotated photos: ``rtmo train`` from random weights, validated on the photos it trains on.
 
-Not a test (it runs ~30 minutes on two cores): it shows that the whole training path learns — SimOTA targets, the
+Not a test (it runs ~40 minutes on two cores): it shows that the whole training path learns — SimOTA targets, the
 losses, AdamW, the schedule, EMA, both mode switches — by COCO keypoint AP of the EMA weights (what ``best.pth``
 holds) on those photos, from ~0 before the first step. The defaults are what fitting four photos from random
 weights takes (README, training): lr 2e-4, flip off, 256 px, and the RTMO switch with its lr bump in the last
 epochs. Prints the curve as a table and, last, one JSON line.
 
-    python -m rtmo_bench.overfit                       # 3 000 epochs, AP every 250
+    python -m rtmo_bench.overfit                       # 4 000 epochs, AP every 250
     python -m rtmo_bench.overfit --rtmo-switch-epoch 2701 --out runs/overfit
 """
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", default="random:tiny", help="zoo name, checkpoint or random:<size>")
-    parser.add_argument("--epochs", type=int, default=3000, help="one iteration per epoch (batch of all four photos)")
+    parser.add_argument("--epochs", type=int, default=4000, help="one iteration per epoch (batch of all four photos)")
     parser.add_argument("--val-every", type=int, default=250, help="epochs between AP measurements")
     parser.add_argument("--input-size", type=int, default=256, help="training and validation side")
     parser.add_argument(
